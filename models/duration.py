@@ -1,0 +1,26 @@
+"""Durations are strings in desired.yml ("500ms", "30s", "5m", "1h") so YAML never guesses units."""
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, StrictStr
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _PATTERN.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: write a number and a unit (500ms, 30s, 5m, 1h)")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _check(text: str) -> str:
+    if parse_duration(text) <= timedelta(0):
+        raise ValueError(f"{text!r} must be longer than zero")
+    return text
+
+
+Duration = Annotated[StrictStr, AfterValidator(_check)]

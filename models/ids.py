@@ -1,0 +1,20 @@
+"""Workflow ids derive from names, so a second start finds the same workflow (the id is the lock)."""
+
+import hashlib
+import re
+
+TASK_QUEUE = "orbiter"
+
+
+def gitops_workflow_id(repo_url: str, branch: str) -> str:
+    digest = hashlib.sha256(f"{repo_url}#{branch}".encode()).hexdigest()[:12]
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "-", repo_url.rstrip("/").split("/")[-1])[:40]
+    return f"gitops/{tail}/{branch}/{digest}"
+
+
+def cluster_workflow_id(orb: str, cluster: str) -> str:
+    return f"cluster/{orb}/{cluster}"
+
+
+def node_workflow_id(orb: str, cluster: str, machine: str) -> str:
+    return f"node/{orb}/{cluster}/{machine}"

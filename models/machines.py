@@ -1,0 +1,23 @@
+"""Machines as every provider hands them out, and how to reach one over SSH."""
+
+from typing import Literal
+
+from .base import Model
+
+ProviderKind = Literal["local", "static", "gce"]
+
+
+class Machine(Model):
+    """One machine in use by a cluster; the id is unique within its provider."""
+
+    id: str
+    provider: str
+    provider_kind: ProviderKind
+    pool: str
+    ip: str
+    ssh_port: int = 22
+    user: str = "root"
+    # Name of the secret holding the private key that logs in (never the key itself).
+    key_secret: str
+    # Pinned on first contact ("ssh-ed25519 AAAA..."); None until then.
+    host_key: str | None = None

@@ -1,0 +1,128 @@
+"""secrets.yml: authenticated encryption of each secret under a key derived from the master key.
+
+AES-256-GCM with the secret's name as associated data (a ciphertext moved to another name fails),
+the key derived with scrypt and a per-file salt, and a key id so a wrong master key is named as
+such instead of surfacing as a decryption failure. Pure functions: no file or network I/O.
+"""
+
+import base64
+import hashlib
+import os
+from typing import Literal
+
+import yaml
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from pydantic import Field
+
+from .base import Model
+
+HEADER = "# Encrypted by orbiter (AES-256-GCM, scrypt). Change with `orbiter secret add|rm`.\n"
+
+
+class SecretsError(Exception):
+    """A problem with secrets the user must fix; the message is one line and never holds a value."""
+
+
+class Kdf(Model):
+    name: Literal["scrypt"] = "scrypt"
+    n: int = 2**15
+    r: int = 8
+    p: int = 1
+    salt: str
+
+
+class SecretsFile(Model):
+    api_version: Literal["orbiter.dev/v1"] = Field("orbiter.dev/v1", alias="apiVersion")
+    kind: Literal["Secrets"] = "Secrets"
+    kdf: Kdf
+    key_id: str = Field(alias="keyId")
+    secrets: dict[str, str] = {}
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(by_alias=True)
+        data["secrets"] = dict(sorted(self.secrets.items()))
+        return HEADER + yaml.safe_dump(data, sort_keys=False)
+
+
+def _derive(master_key: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(master_key)
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(b"orbiter-key-id\0" + key).hexdigest()[:16]
+
+
+def derive_codec_key(master_key: bytes) -> bytes:
+    """The payload codec's key: fixed salt, so every worker and the CLI agree without state."""
+    return _derive(master_key, b"orbiter-payload-codec-v1", 2**14, 8, 1)
+
+
+class SecretBox:
+    """Encrypts and decrypts the secrets of one secrets.yml."""
+
+    def __init__(self, master_key: bytes, kdf: Kdf) -> None:
+        self.kdf = kdf
+        self._key = _derive(master_key, base64.b64decode(kdf.salt), kdf.n, kdf.r, kdf.p)
+        self.key_id = key_id(self._key)
+        self._aead = AESGCM(self._key)
+
+    @classmethod
+    def new(cls, master_key: bytes) -> "SecretBox":
+        return cls(master_key, Kdf(salt=base64.b64encode(os.urandom(16)).decode()))
+
+    @classmethod
+    def for_file(cls, master_key: bytes, secrets: SecretsFile) -> "SecretBox":
+        box = cls(master_key, secrets.kdf)
+        if box.key_id != secrets.key_id:
+            raise SecretsError(
+                f"secrets.yml is encrypted with master key id {secrets.key_id}, but the master key"
+                f" given has id {box.key_id}: point ORBITER_MASTERKEY_FILE at the right key"
+            )
+        return box
+
+    def encrypt(self, name: str, value: bytes) -> str:
+        nonce = os.urandom(12)
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, value, name.encode())).decode()
+
+    def decrypt(self, name: str, ciphertext: str) -> bytes:
+        try:
+            raw = base64.b64decode(ciphertext, validate=True)
+            return self._aead.decrypt(raw[:12], raw[12:], name.encode())
+        except (InvalidTag, ValueError) as err:
+            raise SecretsError(
+                f"secret {name!r} in secrets.yml failed authentication: it was altered or is"
+                " corrupt; add it again with `orbiter secret add`"
+            ) from err
+
+    def empty_file(self) -> SecretsFile:
+        return SecretsFile(kdf=self.kdf, keyId=self.key_id)
+
+
+def parse_secrets_file(text: str | None) -> SecretsFile | None:
+    if not text or not text.strip():
+        return None
+    try:
+        data = yaml.safe_load(text)
+        return SecretsFile.model_validate(data)
+    except Exception as err:  # noqa: BLE001 - any parse failure is the same user error
+        raise SecretsError(f"secrets.yml is not a valid orbiter secrets file: {str(err).splitlines()[0]}") from err
+
+
+def open_secrets(master_key: bytes, text: str | None) -> tuple[SecretBox, SecretsFile]:
+    """The box and file for a repo's secrets.yml, creating an empty file when there is none."""
+    existing = parse_secrets_file(text)
+    if existing is None:
+        box = SecretBox.new(master_key)
+        return box, box.empty_file()
+    return SecretBox.for_file(master_key, existing), existing
+
+
+def read_secret(master_key: bytes, text: str | None, name: str, extra: dict[str, str] | None = None) -> bytes:
+    """A secret's value from secrets.yml text, or from `extra` (ciphertexts not yet committed)."""
+    box, secrets = open_secrets(master_key, text)
+    merged = {**secrets.secrets, **(extra or {})}
+    if name not in merged:
+        raise SecretsError(f"secret {name!r} is not in secrets.yml: add it with `orbiter secret add {name}`")
+    return box.decrypt(name, merged[name])
