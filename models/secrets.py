@@ -6,6 +6,7 @@ such instead of surfacing as a decryption failure. Pure functions: no file or ne
 """
 
 import base64
+import functools
 import hashlib
 import os
 from typing import Literal
@@ -46,6 +47,7 @@ class SecretsFile(Model):
         return HEADER + yaml.safe_dump(data, sort_keys=False)
 
 
+@functools.lru_cache(maxsize=64)
 def _derive(master_key: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(master_key)
 
@@ -119,10 +121,55 @@ def open_secrets(master_key: bytes, text: str | None) -> tuple[SecretBox, Secret
     return SecretBox.for_file(master_key, existing), existing
 
 
-def read_secret(master_key: bytes, text: str | None, name: str, extra: dict[str, str] | None = None) -> bytes:
-    """A secret's value from secrets.yml text, or from `extra` (ciphertexts not yet committed)."""
-    box, secrets = open_secrets(master_key, text)
-    merged = {**secrets.secrets, **(extra or {})}
-    if name not in merged:
+def read_secret(master_key: bytes, text: str | None, name: str) -> bytes:
+    """A secret's value from secrets.yml text."""
+    secrets = parse_secrets_file(text)
+    if secrets is None or name not in secrets.secrets:
         raise SecretsError(f"secret {name!r} is not in secrets.yml: add it with `orbiter secret add {name}`")
-    return box.decrypt(name, merged[name])
+    return SecretBox.for_file(master_key, secrets).decrypt(name, secrets.secrets[name])
+
+
+def _sealing_key(master_key: bytes) -> bytes:
+    return _derive(master_key, b"orbiter-sealed-secret-v1", 2**14, 8, 1)
+
+
+_SEAL_CACHE: dict[bytes, AESGCM] = {}
+
+
+def _sealer(master_key: bytes) -> AESGCM:
+    digest = hashlib.sha256(master_key).digest()
+    if digest not in _SEAL_CACHE:
+        _SEAL_CACHE[digest] = AESGCM(_sealing_key(master_key))
+    return _SEAL_CACHE[digest]
+
+
+def seal(master_key: bytes, name: str, value: bytes) -> str:
+    """A secret orbiter created, encrypted for transit until the write-back puts it in secrets.yml.
+
+    Independent of any secrets.yml salt, so it stays readable whichever file it lands in."""
+    nonce = os.urandom(12)
+    return "sealed:" + base64.b64encode(nonce + _sealer(master_key).encrypt(nonce, value, name.encode())).decode()
+
+
+def unseal(master_key: bytes, name: str, sealed: str) -> bytes:
+    try:
+        raw = base64.b64decode(sealed.removeprefix("sealed:"), validate=True)
+        return _sealer(master_key).decrypt(raw[:12], raw[12:], name.encode())
+    except (InvalidTag, ValueError) as err:
+        raise SecretsError(f"sealed secret {name!r} does not open with this master key") from err
+
+
+def read_secret_with_extra(master_key: bytes, text: str | None, name: str, extra: dict[str, str]) -> bytes:
+    """A secret from the overlay of sealed, not yet committed secrets, else from secrets.yml."""
+    if name in extra:
+        return unseal(master_key, name, extra[name])
+    return read_secret(master_key, text, name)
+
+
+def merge_sealed(master_key: bytes, text: str | None, sealed: dict[str, str]) -> str:
+    """secrets.yml text with the sealed secrets re-encrypted into it (existing values are kept)."""
+    box, secrets = open_secrets(master_key, text)
+    for name, value in sorted(sealed.items()):
+        if name not in secrets.secrets:
+            secrets.secrets[name] = box.encrypt(name, unseal(master_key, name, value))
+    return secrets.to_yaml()

@@ -1,0 +1,110 @@
+"""Git side effects of the GitOps loop: poll the remote, read desired.yml, write current.yml back."""
+
+import hashlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from orbiter.models.current import Rejected
+from orbiter.models.gitops import (
+    PollRemoteInput,
+    PollRemoteResult,
+    ReadDesiredInput,
+    ReadDesiredResult,
+    WriteBackInput,
+    WriteBackResult,
+)
+from orbiter.models.load import DesiredStateError, load_desired
+from orbiter.models.secrets import SecretsError, merge_sealed
+from orbiter.worker.masterkey import load_master_key
+
+from .repo import GitError, git, read_file, state_dir
+
+AUTHOR = ["-c", "user.name=orbiter", "-c", "user.email=orbiter@localhost"]
+MAX_PUSH_ATTEMPTS = 10
+
+
+@activity.defn
+def poll_remote(input: PollRemoteInput) -> PollRemoteResult:
+    try:
+        from .repo import remote_head
+
+        return PollRemoteResult(commit=remote_head(input.repo))
+    except GitError as err:
+        raise ApplicationError(str(err), type="GitError") from None
+
+
+@activity.defn
+def read_desired(input: ReadDesiredInput) -> ReadDesiredResult:
+    """desired.yml at the commit, validated; an invalid file is a result (rejected), not a failure."""
+    try:
+        text = read_file(input.repo, input.commit, "desired.yml")
+    except GitError as err:
+        raise ApplicationError(str(err), type="GitError") from None
+    digest = hashlib.sha256((text or "").encode()).hexdigest()
+    if text is None:
+        rejected = Rejected(commit=input.commit, file="desired.yml", line=None, message="desired.yml is missing")
+        return ReadDesiredResult(commit=input.commit, digest=digest, rejected=rejected)
+    try:
+        orb = load_desired(text, "desired.yml")
+    except DesiredStateError as err:
+        rejected = Rejected(commit=input.commit, file=err.file, line=err.line, message=str(err))
+        return ReadDesiredResult(commit=input.commit, digest=digest, rejected=rejected)
+    return ReadDesiredResult(commit=input.commit, digest=digest, orb=orb)
+
+
+def _worktree(input: WriteBackInput) -> Path:
+    digest = hashlib.sha256(input.repo.url.encode()).hexdigest()[:16]
+    path = state_dir() / "worktrees" / digest
+    if not (path / ".git").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent))
+        git(input.repo, "clone", "-q", "--branch", input.repo.branch, input.repo.url, str(tmp / "w"))
+        (tmp / "w").rename(path)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _apply(input: WriteBackInput, path: Path) -> bool:
+    """Write our files on top of the checked-out head; True when that changes anything."""
+    (path / "current.yml").write_text(input.current_yaml)
+    if input.sealed_secrets:
+        secrets_file = path / "secrets.yml"
+        text = secrets_file.read_text() if secrets_file.exists() else None
+        secrets_file.write_text(merge_sealed(load_master_key(), text, input.sealed_secrets))
+    git(input.repo, "add", "current.yml", *(["secrets.yml"] if input.sealed_secrets else []), cwd=path)
+    return git(input.repo, "diff", "--cached", "--quiet", cwd=path, check=False).returncode != 0
+
+
+@activity.defn
+def write_back(input: WriteBackInput) -> WriteBackResult:
+    """Commit current.yml (and new secrets) as orbiter; on a rejected push, rebase onto the remote.
+
+    Never forces: a user's commit that raced ours stays, ours goes on top of it."""
+    try:
+        path = _worktree(input)
+        for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
+            activity.heartbeat(attempt)
+            git(input.repo, "fetch", "-q", "origin", input.repo.branch, cwd=path)
+            git(input.repo, "reset", "-q", "--hard", "FETCH_HEAD", cwd=path)
+            if not _apply(input, path):
+                return WriteBackResult(commit=None, attempts=attempt)
+            git(input.repo, *AUTHOR, "commit", "-q", "--author", "orbiter <orbiter@localhost>",
+                "-m", input.message, cwd=path)
+            pushed = git(input.repo, "push", "-q", "origin", f"HEAD:refs/heads/{input.repo.branch}",
+                         cwd=path, check=False)
+            if pushed.returncode == 0:
+                head = git(input.repo, "rev-parse", "HEAD", cwd=path).stdout.strip()
+                return WriteBackResult(commit=head, attempts=attempt)
+            activity.logger.info("push to %s rejected (attempt %d); rebasing", input.repo.url, attempt)
+            time.sleep(min(0.2 * attempt, 2.0))
+        raise ApplicationError(f"push to {input.repo.url} kept being rejected after {MAX_PUSH_ATTEMPTS} attempts", type="GitError")
+    except GitError as err:
+        raise ApplicationError(str(err), type="GitError") from None
+    except SecretsError as err:
+        raise ApplicationError(str(err), type="SecretsError", non_retryable=True) from None

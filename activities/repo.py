@@ -1,0 +1,91 @@
+"""The worker's cached mirror of each watched repository, and git over SSH with pinned host keys."""
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from orbiter.models.refs import RepoRef
+
+
+class GitError(Exception):
+    """A git operation failed; the message is one line naming the repository."""
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("ORBITER_STATE_DIR", Path.home() / ".local/state/orbiter"))
+
+
+def normalize_url(url: str) -> str:
+    """Local paths become absolute so the same repo always maps to the same workflow id."""
+    if "://" in url or (":" in url and "@" in url.split(":", 1)[0]):
+        return url
+    return str(Path(url).expanduser().resolve())
+
+
+def git_env(repo: RepoRef) -> dict[str, str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    key_file = repo.key_file or os.environ.get("ORBITER_REPO_KEY_FILE")
+    if key_file or repo.known_hosts_file:
+        parts = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes"]
+        if key_file:
+            parts += ["-i", key_file]
+        if repo.known_hosts_file:
+            parts += ["-o", f"UserKnownHostsFile={repo.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
+        env["GIT_SSH_COMMAND"] = " ".join(parts)
+    return env
+
+
+def git(repo: RepoRef, *args: str, cwd: Path | None = None, timeout: float = 120, check: bool = True,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=git_env(repo), capture_output=True, text=True, timeout=timeout, input=input
+    )
+    if check and proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GitError(f"git {args[0]} of {repo.url} failed: {detail}")
+    return proc
+
+
+def _cache_path(repo: RepoRef, kind: str) -> Path:
+    digest = hashlib.sha256(repo.url.encode()).hexdigest()[:16]
+    return state_dir() / kind / f"{digest}.git"
+
+
+def mirror(repo: RepoRef) -> Path:
+    """A bare mirror of the repo, created on first use."""
+    path = _cache_path(repo, "mirrors")
+    if not (path / "HEAD").exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        git(repo, "init", "--bare", "-q", str(tmp))
+        git(repo, "remote", "add", "origin", repo.url, cwd=tmp)
+        os.replace(tmp, path) if not path.exists() else None
+    return path
+
+
+def remote_head(repo: RepoRef) -> str:
+    out = git(repo, "ls-remote", "--exit-code", repo.url, f"refs/heads/{repo.branch}", check=False, timeout=60)
+    if out.returncode == 2:
+        raise GitError(f"branch {repo.branch} does not exist in {repo.url}")
+    if out.returncode != 0:
+        detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GitError(f"cannot reach git remote {repo.url}: {detail}")
+    return out.stdout.split()[0]
+
+
+def ensure_commit(repo: RepoRef, commit: str) -> Path:
+    """The mirror, fetched if it does not have `commit` yet."""
+    path = mirror(repo)
+    if git(repo, "cat-file", "-e", f"{commit}^{{commit}}", cwd=path, check=False).returncode != 0:
+        git(repo, "fetch", "-q", "origin", f"+refs/heads/{repo.branch}:refs/heads/{repo.branch}", cwd=path)
+        if git(repo, "cat-file", "-e", f"{commit}^{{commit}}", cwd=path, check=False).returncode != 0:
+            raise GitError(f"commit {commit[:12]} is not on branch {repo.branch} of {repo.url}")
+    return path
+
+
+def read_file(repo: RepoRef, commit: str, name: str) -> str | None:
+    """A file's content at a commit, None when the commit does not have it."""
+    path = ensure_commit(repo, commit)
+    out = git(repo, "show", f"{commit}:{name}", cwd=path, check=False)
+    return out.stdout if out.returncode == 0 else None

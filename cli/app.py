@@ -1,0 +1,31 @@
+"""The `orbiter` command."""
+
+import typer
+
+from . import clusters, gitops, repo, secret, server
+from .codec import codec_server
+
+app = typer.Typer(
+    help="orbiter: GitOps cluster manager on Temporal. Describe clusters in desired.yml, push, and"
+    " orbiter reconciles them and writes current.yml back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(server.server)
+app.command()(server.worker)
+app.command()(server.up)
+app.command()(gitops.takeoff)
+app.command()(gitops.poke)
+app.command()(gitops.status)
+app.command()(clusters.pause)
+app.command()(clusters.resume)
+app.command()(clusters.retry)
+app.command()(repo.init)
+app.command()(repo.plan)
+app.command(name="codec-server")(codec_server)
+app.add_typer(secret.app, name="secret")
+
+
+def main() -> None:
+    app()

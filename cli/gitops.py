@@ -1,0 +1,122 @@
+"""takeoff, poke, status: the commands around the GitOps loop."""
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from orbiter.activities.repo import normalize_url
+from orbiter.models.current import OrbStatus
+from orbiter.models.gitops import GitOpsInput, PokeInput
+from orbiter.models.ids import TASK_QUEUE, gitops_workflow_id
+from orbiter.models.refs import RepoRef
+from orbiter.workflows.gitops import GitOpsWorkflow
+
+from .common import Output, OutputOpt, console, fail, print_json
+from .connection import gitops_id, run_with_client
+
+RepoOpt = Annotated[str, typer.Option("--repo", help="git URL: a path, file://, ssh:// or git@host:path")]
+OptionalRepoOpt = Annotated[str | None, typer.Option("--repo", help="the watched repository (default: the only one)")]
+BranchOpt = Annotated[str, typer.Option("--branch", help="branch holding desired.yml")]
+RepoKeyOpt = Annotated[str | None, typer.Option("--repo-key", envvar="ORBITER_REPO_KEY_FILE",
+                                                help="deploy key file for SSH URLs")]
+KnownHostsOpt = Annotated[str | None, typer.Option("--known-hosts", envvar="ORBITER_REPO_KNOWN_HOSTS",
+                                                   help="known_hosts file pinning the git server's host key")]
+
+
+def repo_ref(repo: str, branch: str, key: str | None, known_hosts: str | None) -> RepoRef:
+    return RepoRef(url=normalize_url(repo), branch=branch, key_file=key, known_hosts_file=known_hosts)
+
+
+async def start_gitops(client: Client, ref: RepoRef) -> tuple[str, bool]:
+    """Start the GitOps workflow of a repo; (id, False) when it was already running."""
+    wid = gitops_workflow_id(ref.url, ref.branch)
+    handle = await client.start_workflow(
+        GitOpsWorkflow.run, GitOpsInput(repo=ref), id=wid, task_queue=TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=f"watching {ref.url} ({ref.branch})",
+    )
+    return wid, handle.run_id is not None
+
+
+def takeoff(repo: RepoOpt, branch: BranchOpt = "main", repo_key: RepoKeyOpt = None,
+            known_hosts: KnownHostsOpt = None) -> None:
+    """Start watching a repository: every push to BRANCH is reconciled. A second takeoff is a no-op."""
+    ref = repo_ref(repo, branch, repo_key, known_hosts)
+
+    async def body(client: Client) -> None:
+        wid = gitops_workflow_id(ref.url, ref.branch)
+        try:
+            desc = await client.get_workflow_handle(wid).describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                console.print(f"already watching {ref.url} ({ref.branch}) as workflow {wid}", highlight=False)
+                return
+        except RPCError:
+            pass
+        await start_gitops(client, ref)
+        console.print(f"watching {ref.url} ({ref.branch}) as workflow {wid}", highlight=False)
+
+    run_with_client(body)
+
+
+def poke(repo: OptionalRepoOpt = None, branch: BranchOpt = "main") -> None:
+    """Check the repository now instead of at the next poll (for git hooks and CI jobs)."""
+
+    async def body(client: Client) -> None:
+        wid = await gitops_id(client, repo, branch)
+        try:
+            await client.get_workflow_handle(wid).signal(GitOpsWorkflow.poke, PokeInput())
+        except RPCError as err:
+            fail(f"cannot poke {wid}: {err.message}; is the repository watched (`orbiter takeoff`)?")
+        console.print(f"poked {wid}", highlight=False)
+
+    run_with_client(body)
+
+
+async def fetch_status(client: Client, repo: str | None, branch: str) -> OrbStatus:
+    wid = await gitops_id(client, repo, branch)
+    try:
+        return await client.get_workflow_handle(wid).query(GitOpsWorkflow.status)
+    except RPCError as err:
+        fail(f"cannot read the status of {wid}: {err.message}")
+
+
+def status(cluster: Annotated[str | None, typer.Argument(help="show only this cluster")] = None,
+           repo: OptionalRepoOpt = None, branch: BranchOpt = "main", output: OutputOpt = Output.table) -> None:
+    """Clusters with phase, commit, nodes and last error; the orb's rejected commit if any."""
+    orb = run_with_client(lambda client: fetch_status(client, repo, branch))
+    if cluster is not None:
+        if cluster not in orb.clusters:
+            fail(f"no cluster {cluster!r} in orb {orb.orb} (clusters: {', '.join(orb.clusters) or 'none'})")
+        orb = orb.model_copy(update={"clusters": {cluster: orb.clusters[cluster]}})
+    print_status(orb, output)
+
+
+def print_status(orb: OrbStatus, output: Output) -> None:
+    if output == Output.json:
+        print_json(orb.status_json())
+        return
+    console.print(f"orb [bold]{orb.orb or '?'}[/] at commit {(orb.commit or '-')[:12]}", highlight=False)
+    if orb.rejected:
+        console.print(f"[red]rejected {orb.rejected.commit[:12]}:[/] {orb.rejected.message}", highlight=False)
+    if orb.error:
+        console.print(f"[red]error:[/] {orb.error}", highlight=False)
+    table = Table("cluster", "kind", "phase", "commit", "nodes", "step / error")
+    for name, c in sorted(orb.clusters.items()):
+        ready = sum(1 for n in c.nodes if n.ready)
+        phase = {"Ready": "[green]Ready[/]", "Blocked": "[red]Blocked[/]"}.get(c.phase, c.phase)
+        if c.orphaned:
+            phase += " (orphaned)"
+        table.add_row(name, c.kind, phase, (c.commit or "-")[:12], f"{ready}/{len(c.nodes)}",
+                      c.error or c.step or "")
+    console.print(table)
+    for name, c in sorted(orb.clusters.items()):
+        if not c.nodes:
+            continue
+        nodes = Table("machine", "ip", "role", "version", "ready", title=f"{name} nodes", title_justify="left")
+        for n in c.nodes:
+            nodes.add_row(n.machine, n.ip, n.role, n.version or "-", "yes" if n.ready else "no")
+        console.print(nodes)

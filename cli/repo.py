@@ -1,0 +1,72 @@
+"""init and plan: commands that work on a checkout, with no Temporal and no side effects."""
+
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orbiter.models.current import OrbStatus
+from orbiter.models.load import DesiredStateError, load_desired
+from orbiter.models.plan import plan as make_plan
+
+from .common import Output, OutputOpt, RepoDirOpt, console, fail, print_json
+
+EXAMPLE = Path(__file__).parent / "templates" / "desired.yml"
+NOTE = """# Secrets
+
+Secrets live encrypted in `secrets.yml` (AES-256-GCM under a key derived from the master key).
+Create a master key once per machine that runs orbiter:
+
+    sudo mkdir -p /etc/orbiter && head -c 32 /dev/urandom | base64 | sudo tee /etc/orbiter/masterkey >/dev/null
+    sudo chmod 600 /etc/orbiter/masterkey
+
+Add a secret from stdin, for example the bootstrap key of a static provider `dc1`:
+
+    orbiter secret add dc1_bootstrapkey < ~/.ssh/id_ed25519
+
+Then commit desired.yml and secrets.yml, push, and let orbiter watch the repository:
+
+    orbiter takeoff --repo <url>
+"""
+
+
+def init(directory: Annotated[Path, typer.Argument(help="new repository directory")]) -> None:
+    """Create a repository with an example desired.yml and a note on adding secrets."""
+    if (directory / "desired.yml").exists():
+        fail(f"{directory / 'desired.yml'} exists already: init only creates new repositories")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "desired.yml").write_text(EXAMPLE.read_text())
+    (directory / "SECRETS.md").write_text(NOTE)
+    if not (directory / ".git").exists():
+        subprocess.run(["git", "init", "-q", "-b", "main", str(directory)], check=True)
+    console.print(f"created {directory}/desired.yml and SECRETS.md; edit, commit, push, then `orbiter takeoff`",
+                  highlight=False)
+
+
+def plan(repo_dir: RepoDirOpt = Path("."), output: OutputOpt = Output.table) -> None:
+    """What orbiter would do for DIR's desired.yml against its current.yml. Exit 0: nothing; 2: changes."""
+    desired = repo_dir / "desired.yml"
+    if not desired.exists():
+        fail(f"{desired} does not exist")
+    try:
+        orb = load_desired(desired.read_text(), str(desired))
+    except DesiredStateError as err:
+        fail(str(err))
+    current_file = repo_dir / "current.yml"
+    try:
+        current = OrbStatus.from_yaml(current_file.read_text() if current_file.exists() else None)
+    except Exception as err:  # noqa: BLE001 - any parse failure is the same user error
+        fail(f"{current_file} is not a valid current.yml: {str(err).splitlines()[0]}")
+    actions = make_plan(orb, current)
+    if output == Output.json:
+        print_json([a.model_dump() for a in actions])
+    elif not actions:
+        console.print("nothing to do: the orb is as desired")
+    else:
+        table = Table("cluster", "action", "detail")
+        for a in actions:
+            table.add_row(a.cluster, a.action, a.detail)
+        console.print(table)
+    raise typer.Exit(2 if actions else 0)

@@ -1,0 +1,95 @@
+"""current.yml: what orbiter observed, written back to the repo so git history is the audit log."""
+
+from typing import Literal
+
+import yaml
+from pydantic import Field
+
+from .base import Model
+from .nodespec import Change, UnitState
+
+Phase = Literal["Pending", "Reconciling", "Ready", "Blocked", "Paused", "Destroying", "Destroyed"]
+
+
+class Rejected(Model):
+    """A commit whose desired.yml was invalid; the previous desired state stays in force."""
+
+    commit: str
+    file: str
+    line: int | None
+    message: str
+
+
+class NodeStatus(Model):
+    machine: str
+    ip: str
+    role: str
+    version: str | None = None
+    ready: bool = False
+    host_key: str | None = Field(None, alias="hostKey")
+    pool: str | None = None
+    provider: str | None = None
+    cordoned: bool | None = None
+    healthy: bool | None = None
+    leader: bool | None = None
+    db_size: int | None = Field(None, alias="dbSize")
+    error: str | None = None
+    drift: list[Change] = []
+    units: dict[str, UnitState] = {}
+
+
+class ClusterStatus(Model):
+    kind: str
+    phase: Phase = "Pending"
+    commit: str | None = None  # the last commit fully applied
+    desired_commit: str | None = Field(None, alias="desiredCommit")
+    step: str | None = None
+    error: str | None = None
+    orphaned: bool = False
+    endpoints: list[str] = []
+    nodes: list[NodeStatus] = []
+
+
+class OrbStatus(Model):
+    api_version: Literal["orbiter.dev/v1"] = Field("orbiter.dev/v1", alias="apiVersion")
+    kind: Literal["OrbStatus"] = "OrbStatus"
+    orb: str | None = None
+    commit: str | None = None  # the last valid desired commit taken into force
+    rejected: Rejected | None = None
+    error: str | None = None  # e.g. the git remote cannot be reached
+    clusters: dict[str, ClusterStatus] = {}
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        data = {"apiVersion": data.pop("apiVersion"), "kind": data.pop("kind"), "orb": self.orb,
+                "commit": self.commit, "rejected": data.pop("rejected", None), **data}
+        header = "# Written by orbiter: the observed state of this orb. Do not edit.\n"
+        return header + yaml.safe_dump(data, sort_keys=False, width=120)
+
+    @classmethod
+    def from_yaml(cls, text: str | None) -> "OrbStatus":
+        if not text or not text.strip():
+            return cls()
+        return cls.model_validate(yaml.safe_load(text) or {})
+
+    def status_json(self) -> dict:
+        """The stable interface of `orbiter status -o json`."""
+        return {
+            "orb": self.orb,
+            "commit": self.commit,
+            "rejected": self.rejected.model_dump() if self.rejected else None,
+            "clusters": [
+                {
+                    "name": name,
+                    "kind": c.kind,
+                    "phase": c.phase,
+                    "commit": c.commit,
+                    "error": c.error,
+                    "nodes": [
+                        {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready}
+                        for n in c.nodes
+                    ],
+                }
+                for name, c in sorted(self.clusters.items())
+            ],
+        }

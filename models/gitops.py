@@ -1,0 +1,70 @@
+"""Messages of the GitOps workflow and its git activities."""
+
+from .base import Model
+from .current import ClusterStatus, OrbStatus, Rejected
+from .desired import Orb
+from .refs import RepoRef
+
+
+class GitOpsInput(Model):
+    repo: RepoRef
+    # Carried across continue-as-new so nothing is lost or repeated.
+    state: "GitOpsState | None" = None
+
+
+class GitOpsState(Model):
+    last_seen_commit: str | None = None
+    desired_commit: str | None = None
+    desired_digest: str | None = None
+    orb: Orb | None = None
+    status: OrbStatus = OrbStatus()
+    pending_secrets: dict[str, str] = {}  # sealed, not yet committed
+    dirty: bool = False
+    poll_interval_seconds: float = 30.0
+
+
+class PollRemoteInput(Model):
+    repo: RepoRef
+
+
+class PollRemoteResult(Model):
+    commit: str
+
+
+class ReadDesiredInput(Model):
+    repo: RepoRef
+    commit: str
+
+
+class ReadDesiredResult(Model):
+    commit: str
+    digest: str  # of desired.yml, so a commit that changes only current.yml is recognised
+    orb: Orb | None = None
+    rejected: Rejected | None = None
+
+
+class WriteBackInput(Model):
+    repo: RepoRef
+    current_yaml: str
+    sealed_secrets: dict[str, str] = {}
+    message: str
+
+
+class WriteBackResult(Model):
+    commit: str | None  # None: nothing changed, nothing committed
+    attempts: int = 1
+
+
+class PokeInput(Model):
+    reason: str = "poke"
+
+
+class ClusterReport(Model):
+    """A cluster's observed state, and secrets it created (sealed), for the write-back."""
+
+    cluster: str
+    status: ClusterStatus
+    sealed_secrets: dict[str, str] = {}
+
+
+GitOpsInput.model_rebuild()

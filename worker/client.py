@@ -1,0 +1,41 @@
+"""The Temporal client every orbiter process uses: address, namespace, encrypted payloads."""
+
+import os
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from orbiter.models.secrets import SecretsError
+from orbiter.worker.codec import data_converter
+
+from .masterkey import load_master_key
+
+DEFAULT_ADDRESS = "localhost:7233"
+
+
+def temporal_address() -> str:
+    return os.environ.get("TEMPORAL_ADDRESS", DEFAULT_ADDRESS)
+
+
+def temporal_namespace() -> str:
+    return os.environ.get("TEMPORAL_NAMESPACE", "default")
+
+
+class ConnectError(Exception):
+    """Temporal cannot be reached; the message says where orbiter looked."""
+
+
+async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+    address = address or temporal_address()
+    namespace = namespace or temporal_namespace()
+    try:
+        converter = data_converter(load_master_key())
+    except SecretsError:
+        raise
+    try:
+        return await Client.connect(address, namespace=namespace, data_converter=converter)
+    except (RuntimeError, RPCError) as err:
+        raise ConnectError(
+            f"cannot reach Temporal at {address} ({str(err).splitlines()[0]}): start it with"
+            " `orbiter server` or set TEMPORAL_ADDRESS"
+        ) from None

@@ -1,0 +1,56 @@
+"""The worker process: registers orbiter's workflows and activities on one task queue.
+
+Several workers can serve one Temporal server; that is how orbiter scales out.
+"""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from orbiter.activities.temporal_ops import SEARCH_ATTRIBUTES
+from orbiter.models.ids import TASK_QUEUE
+from orbiter.worker.registry import activities, workflows
+
+ACTIVITY_THREADS = 64
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register orbiter's search attributes on servers that `orbiter server` did not start."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+        for name, kind in SEARCH_ATTRIBUTES.items()
+        if name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+
+
+def build_worker(client: Client, executor: ThreadPoolExecutor) -> Worker:
+    return Worker(
+        client,
+        task_queue=TASK_QUEUE,
+        workflows=workflows(),
+        activities=activities(client),
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def run_worker(client: Client, stop: asyncio.Event | None = None) -> None:
+    await ensure_search_attributes(client)
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        worker = build_worker(client, executor)
+        if stop is None:
+            await worker.run()
+            return
+        async with worker:
+            await stop.wait()

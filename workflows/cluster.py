@@ -1,0 +1,170 @@
+"""ClusterWorkflow: one long-running entity workflow per cluster (id cluster/<orb>/<cluster>).
+
+It holds the desired spec, the observed state and the phase, and runs the cluster kind's
+reconcile for each new commit. A step that fails beyond its retry policy puts the cluster in
+Blocked; it then waits for `retry` or a newer commit and never stops silently.
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from orbiter.activities.temporal_ops import PHASE_KEY
+    from orbiter.models.cluster import ClusterInput, ClusterState, ControlInput, ControlResult, DesiredUpdate
+    from orbiter.models.current import ClusterStatus, Phase
+    from orbiter.models.gitops import ClusterReport
+    from orbiter.models.node import NodeReport
+
+    from .kinds import Blocked, reconcile
+
+RECONCILES_BEFORE_CONTINUE_AS_NEW = 100
+
+
+def error_line(err: BaseException) -> str:
+    """The innermost cause's message: what an operator needs, without wrapper noise."""
+    while isinstance(err, (ActivityError, ChildWorkflowError)) and err.cause is not None:
+        err = err.cause
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@workflow.defn
+class ClusterWorkflow:
+    @workflow.init
+    def __init__(self, input: ClusterInput) -> None:
+        self.input = input
+        self.state = input.state or ClusterState(status=ClusterStatus(kind="pending"))
+
+    @workflow.run
+    async def run(self, input: ClusterInput) -> None:
+        reconciles = 0
+        await workflow.wait_condition(lambda: self.state.desired is not None)
+        while True:
+            await workflow.wait_condition(self._work_pending)
+            desired = self.state.desired
+            assert desired is not None
+            if self.paused:
+                await self._set_phase("Paused")
+                continue
+            self.state.attempted_commit = desired.commit
+            self.state.retry_requested = False
+            self.state.status.kind = desired.spec.kind
+            self.state.status.desired_commit = desired.commit
+            self.state.status.error = None
+            await self._set_phase("Destroying" if desired.spec.destroyed else "Reconciling")
+            try:
+                await reconcile(self, desired)
+            except (ActivityError, ChildWorkflowError, ApplicationError, Blocked) as err:
+                self.state.status.error = error_line(err)
+                self.state.status.step = None
+                await self._set_phase("Blocked")
+            else:
+                self.state.status.commit = desired.commit
+                self.state.status.step = None
+                await self._set_phase("Destroyed" if desired.spec.destroyed else "Ready")
+            reconciles += 1
+            if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(ClusterInput(
+                    orb=self.input.orb, cluster=self.input.cluster,
+                    gitops_workflow_id=self.input.gitops_workflow_id, state=self.state,
+                ))
+
+    def _work_pending(self) -> bool:
+        desired = self.state.desired
+        if desired is None:
+            return False
+        if self.paused:
+            return self.state.status.phase != "Paused"
+        return (
+            desired.commit != self.state.attempted_commit
+            or self.state.retry_requested
+            or self.state.status.phase == "Paused"
+        )
+
+    @property
+    def paused(self) -> bool:
+        """Paused by an operator (`orbiter pause`) or by `paused: true` in desired.yml."""
+        return self.state.paused or bool(self.state.desired and self.state.desired.spec.paused)
+
+    async def _set_phase(self, phase: Phase) -> None:
+        if self.state.status.phase != phase:
+            self.state.status.phase = phase
+            workflow.upsert_search_attributes([PHASE_KEY.value_set(phase)])
+        await self.report()
+
+    async def report(self) -> None:
+        """Send the observed state to the GitOps workflow, the only writer to the repo."""
+        target = self.state.desired.gitops_workflow_id if self.state.desired else self.input.gitops_workflow_id
+        handle = workflow.get_external_workflow_handle(target)
+        await handle.signal("report", ClusterReport(
+            cluster=self.input.cluster, status=self.state.status, sealed_secrets=self.state.sealed_secrets,
+        ))
+
+    async def set_step(self, step: str | None) -> None:
+        self.state.status.step = step
+        await self.report()
+
+    async def checkpoint(self) -> None:
+        """Between steps: hold here while paused, so a pause never cuts a step in half."""
+        if self.paused:
+            await self._set_phase("Paused")
+            await workflow.wait_condition(lambda: not self.paused)
+            await self._set_phase("Destroying" if self.state.desired and self.state.desired.spec.destroyed else "Reconciling")
+
+    # Messages. Each control exists as an update (the CLI waits for its answer) and as a signal
+    # of the same name (the Web UI's "Send Signal" action).
+    @workflow.signal(name="desired")
+    def desired(self, update: DesiredUpdate) -> None:
+        self.state.desired = update
+
+    @workflow.signal(name="node_report")
+    def node_report(self, report: NodeReport) -> None:
+        self.state.node_reports[report.machine_id] = report
+
+    def _control(self, action: str) -> ControlResult:
+        if action == "pause":
+            self.state.paused = True
+            message = "paused: no step starts until resume"
+        elif action == "resume":
+            self.state.paused = False
+            message = "resumed"
+        else:
+            if self.state.status.phase != "Blocked":
+                return ControlResult(phase=self.state.status.phase, message=f"nothing to retry: the cluster is {self.state.status.phase}")
+            self.state.retry_requested = True
+            message = "retrying the failed reconcile"
+        return ControlResult(phase=self.state.status.phase, message=message)
+
+    @workflow.update(name="pause")
+    def pause_update(self, input: ControlInput) -> ControlResult:
+        return self._control("pause")
+
+    @workflow.update(name="resume")
+    def resume_update(self, input: ControlInput) -> ControlResult:
+        return self._control("resume")
+
+    @workflow.update(name="retry")
+    def retry_update(self, input: ControlInput) -> ControlResult:
+        return self._control("retry")
+
+    @workflow.signal(name="pause")
+    def pause_signal(self) -> None:
+        self._control("pause")
+
+    @workflow.signal(name="resume")
+    def resume_signal(self) -> None:
+        self._control("resume")
+
+    @workflow.signal(name="retry")
+    def retry_signal(self) -> None:
+        self._control("retry")
+
+    @workflow.query
+    def status(self) -> ClusterStatus:
+        return self.state.status
+
+
+__all__ = ["ClusterWorkflow", "timedelta"]

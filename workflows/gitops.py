@@ -1,0 +1,192 @@
+"""GitOpsWorkflow: one per repo and branch; polls git, starts cluster workflows, writes current.yml.
+
+It is the only writer to the repository, so concurrent cluster reports never race each other in
+git: they land in this workflow's state and leave in one batched commit.
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from orbiter.activities.git import poll_remote, read_desired, write_back
+    from orbiter.activities.temporal_ops import TemporalOps
+    from orbiter.models.cluster import DesiredUpdate, SignalClusterInput
+    from orbiter.models.current import ClusterStatus, OrbStatus
+    from orbiter.models.desired import Orb, pool_refs
+    from orbiter.models.duration import parse_duration
+    from orbiter.models.gitops import (
+        ClusterReport,
+        GitOpsInput,
+        GitOpsState,
+        PokeInput,
+        PollRemoteInput,
+        ReadDesiredInput,
+        ReadDesiredResult,
+        WriteBackInput,
+    )
+    from orbiter.models.ids import cluster_workflow_id
+    from orbiter.models.refs import SecretsRef
+
+# Reports that arrive within this window leave in one commit.
+BATCH_WINDOW = timedelta(seconds=1)
+ITERATIONS_BEFORE_CONTINUE_AS_NEW = 500
+GIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+                        maximum_attempts=3)
+
+
+def _error_line(err: BaseException) -> str:
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+
+
+@workflow.defn
+class GitOpsWorkflow:
+    @workflow.init
+    def __init__(self, input: GitOpsInput) -> None:
+        self.repo = input.repo
+        self.state = input.state or GitOpsState()
+        self.poked = False
+        self.report_since: object | None = None
+
+    @workflow.run
+    async def run(self, input: GitOpsInput) -> None:
+        iterations = 0
+        poll_due = True
+        while True:
+            if poll_due or self.poked:
+                self.poked = False
+                await self._poll()
+            if self.state.dirty:
+                # Let reports that arrive together leave in one commit.
+                await workflow.sleep(BATCH_WINDOW)
+                await self._write_back()
+            iterations += 1
+            if iterations >= ITERATIONS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(GitOpsInput(repo=self.repo, state=self.state))
+            interval = timedelta(seconds=self.state.poll_interval_seconds)
+            try:
+                await workflow.wait_condition(lambda: self.poked or self.state.dirty, timeout=interval)
+                poll_due = False
+            except TimeoutError:
+                poll_due = True
+
+    async def _poll(self) -> None:
+        try:
+            head = await workflow.execute_activity(
+                poll_remote, PollRemoteInput(repo=self.repo), start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=GIT_RETRY, summary="poll remote",
+            )
+        except ActivityError as err:
+            self._set_error(f"cannot poll {self.repo.url}: {_error_line(err)}")
+            return
+        if head.commit == self.state.last_seen_commit:
+            return
+        try:
+            result = await workflow.execute_activity(
+                read_desired, ReadDesiredInput(repo=self.repo, commit=head.commit),
+                start_to_close_timeout=timedelta(seconds=120), retry_policy=GIT_RETRY,
+                summary=f"read desired.yml at {head.commit[:8]}",
+            )
+        except ActivityError as err:
+            self._set_error(f"cannot read {head.commit[:12]}: {_error_line(err)}")
+            return
+        self.state.last_seen_commit = head.commit
+        self._set_error(None)
+        await self._take(result)
+
+    def _set_error(self, error: str | None) -> None:
+        if self.state.status.error != error:
+            self.state.status.error = error
+
+    async def _take(self, result: ReadDesiredResult) -> None:
+        status = self.state.status
+        if result.digest == self.state.desired_digest:
+            return  # e.g. our own write-back commit: desired.yml did not change
+        if result.orb is None:
+            if status.rejected is None or status.rejected.commit != result.commit:
+                status.rejected = result.rejected
+                self.state.desired_digest = result.digest
+                self.state.dirty = True
+            return
+        orb = result.orb
+        self.state.orb = orb
+        self.state.desired_commit = result.commit
+        self.state.desired_digest = result.digest
+        self.state.poll_interval_seconds = parse_duration(orb.spec.poll_interval).total_seconds()
+        status.orb = orb.metadata.name
+        status.commit = result.commit
+        status.rejected = None
+        for name, cluster in orb.spec.clusters.items():
+            current = status.clusters.get(name)
+            if current is None or current.kind != cluster.kind:
+                status.clusters[name] = ClusterStatus(kind=cluster.kind)
+            status.clusters[name].orphaned = False
+            await self._signal_cluster(orb, name, result.commit)
+        for name, cluster_status in status.clusters.items():
+            cluster_status.orphaned = name not in orb.spec.clusters
+        self.state.dirty = True
+
+    async def _signal_cluster(self, orb: Orb, name: str, commit: str) -> None:
+        cluster = orb.spec.clusters[name]
+        providers = {ref.provider: orb.spec.providers[ref.provider] for _, ref in pool_refs(cluster)}
+        update = DesiredUpdate(
+            commit=commit, gitops_workflow_id=workflow.info().workflow_id, spec=cluster, providers=providers,
+            secrets=SecretsRef(repo=self.repo, commit=commit, extra=dict(self.state.pending_secrets)),
+            drift_interval_seconds=parse_duration(orb.spec.drift_interval).total_seconds(),
+            max_parallel=orb.spec.max_parallel,
+        )
+        await workflow.execute_activity(
+            TemporalOps.signal_cluster,
+            SignalClusterInput(orb=orb.metadata.name, cluster=name, gitops_workflow_id=workflow.info().workflow_id, update=update),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"signal {cluster_workflow_id(orb.metadata.name, name)}",
+        )
+
+    async def _write_back(self) -> None:
+        message = "orbiter: observed state"
+        if self.state.status.rejected:
+            message = f"orbiter: rejected {self.state.status.rejected.commit[:12]}"
+        sealed = dict(self.state.pending_secrets)
+        self.state.dirty = False
+        try:
+            result = await workflow.execute_activity(
+                write_back,
+                WriteBackInput(repo=self.repo, current_yaml=self.state.status.to_yaml(), sealed_secrets=sealed, message=message),
+                start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=GIT_RETRY, summary="write current.yml",
+            )
+        except ActivityError as err:
+            # Never drop a write-back: keep it pending and try again on the next round.
+            self.state.dirty = True
+            self._set_error(f"cannot write back to {self.repo.url}: {_error_line(err)}")
+            return
+        for name in sealed:
+            self.state.pending_secrets.pop(name, None)
+        if result.commit:
+            # Our own commit holds the same desired.yml; no need to read it again.
+            if self.state.last_seen_commit is not None:
+                self.state.last_seen_commit = result.commit
+
+    @workflow.signal
+    def poke(self, input: PokeInput | None = None) -> None:
+        self.poked = True
+
+    @workflow.signal
+    def report(self, report: ClusterReport) -> None:
+        status = report.status.model_copy()
+        status.orphaned = self.state.orb is not None and report.cluster not in self.state.orb.spec.clusters
+        if self.state.status.clusters.get(report.cluster) != status:
+            self.state.status.clusters[report.cluster] = status
+            self.state.dirty = True
+        for name, sealed in report.sealed_secrets.items():
+            if name not in self.state.pending_secrets:
+                self.state.pending_secrets[name] = sealed
+                self.state.dirty = True
+
+    @workflow.query
+    def status(self) -> OrbStatus:
+        return self.state.status
