@@ -22,7 +22,7 @@ from orbiter.models.load import DesiredStateError, load_desired
 from orbiter.models.secrets import SecretsError, merge_sealed
 from orbiter.worker.masterkey import load_master_key
 
-from .repo import GitError, git, read_file, state_dir
+from .repo import GitError, git, read_file, remote_head, state_dir
 
 AUTHOR = ["-c", "user.name=orbiter", "-c", "user.email=orbiter@localhost"]
 MAX_PUSH_ATTEMPTS = 10
@@ -31,8 +31,6 @@ MAX_PUSH_ATTEMPTS = 10
 @activity.defn
 def poll_remote(input: PollRemoteInput) -> PollRemoteResult:
     try:
-        from .repo import remote_head
-
         return PollRemoteResult(commit=remote_head(input.repo))
     except GitError as err:
         raise ApplicationError(str(err), type="GitError") from None
@@ -99,8 +97,8 @@ def write_back(input: WriteBackInput) -> WriteBackResult:
             pushed = git(input.repo, "push", "-q", "origin", f"HEAD:refs/heads/{input.repo.branch}",
                          cwd=path, check=False)
             if pushed.returncode == 0:
-                head = git(input.repo, "rev-parse", "HEAD", cwd=path).stdout.strip()
-                return WriteBackResult(commit=head, attempts=attempt)
+                head = git(input.repo, "rev-parse", "HEAD", "HEAD~1", cwd=path).stdout.split()
+                return WriteBackResult(commit=head[0], parent=head[1], attempts=attempt)
             activity.logger.info("push to %s rejected (attempt %d); rebasing", input.repo.url, attempt)
             time.sleep(min(0.2 * attempt, 2.0))
         raise ApplicationError(f"push to {input.repo.url} kept being rejected after {MAX_PUSH_ATTEMPTS} attempts", type="GitError")

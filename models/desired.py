@@ -8,12 +8,32 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from .base import Spec
-from .duration import Duration
+from .duration import Duration as _Duration
 
-Name = Annotated[StrictStr, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
+
+def _needs_unit(value: object) -> object:
+    # YAML reads `30` as a number; "must be a string" would not tell the operator what to write.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"{value} has no unit: write a duration like {value}s"
+                         " (units: ms, s, m, h)")
+    return value
+
+
+Duration = Annotated[_Duration, BeforeValidator(_needs_unit)]
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+Name = Annotated[StrictStr, Field(pattern=NAME_PATTERN)]
 DEFAULT_LOCAL_SUBNET = "10.77.0.0/24"
 
 
@@ -44,7 +64,8 @@ class LocalProvider(Spec):
         try:
             net = ipaddress.IPv4Network(value, strict=True)
         except ValueError as err:
-            raise ValueError(f"{value!r} is not an IPv4 network like 10.77.0.0/24 ({err})") from None
+            raise ValueError(
+                f"{value!r} is not an IPv4 network like 10.77.0.0/24 ({err})") from None
         if net.prefixlen > 28:
             raise ValueError(f"{value} is too small: use a /28 or larger")
         return value
@@ -140,7 +161,8 @@ class ControlPlaneEndpoint(Spec):
     @model_validator(mode="after")
     def _one_of(self) -> "ControlPlaneEndpoint":
         if (self.vip is None) == (self.host is None):
-            raise ValueError("give either vip (keepalived on the control planes) or host (a load balancer)")
+            raise ValueError(
+                "give either vip (keepalived on the control planes) or host (a load balancer)")
         if self.vip is not None:
             _ipv4(self.vip)
         return self
@@ -169,9 +191,10 @@ class KubernetesCluster(ClusterBase):
     @model_validator(mode="after")
     def _endpoint(self) -> "KubernetesCluster":
         if self.control_plane.nodes > 1 and self.control_plane_endpoint is None:
+            # "field: message" lets load.py name the missing field instead of the whole cluster.
             raise ValueError(
-                "controlPlaneEndpoint is required with more than one control plane"
-                " ({vip: IP} or {host, port})"
+                f"controlPlaneEndpoint: required with {self.control_plane.nodes} control planes:"
+                " add {vip: IP} (keepalived) or {host: NAME, port: 6443} (a load balancer)"
             )
         return self
 
@@ -227,7 +250,8 @@ def check_references(orb: Orb) -> list[Reference]:
             net = ipaddress.IPv4Network(provider.subnet)
             for other, other_net in subnets.items():
                 if net.overlaps(ipaddress.IPv4Network(other_net)):
-                    errors.append(Reference(base + ("subnet",), f"overlaps the subnet of provider {other}"))
+                    errors.append(Reference(base + ("subnet",),
+                                            f"overlaps the subnet of provider {other}"))
             subnets[pname] = provider.subnet
         if isinstance(provider, StaticProvider):
             ids: set[str] = set()
@@ -235,10 +259,13 @@ def check_references(orb: Orb) -> list[Reference]:
                 for i, machine in enumerate(machines):
                     at = base + ("pools", pool, i)
                     if machine.id in ids:
-                        errors.append(Reference(at + ("id",), f"duplicate machine id {machine.id!r} in provider {pname}"))
+                        errors.append(Reference(
+                            at + ("id",),
+                            f"duplicate machine id {machine.id!r} in provider {pname}"))
                     ids.add(machine.id)
                     if machine.ip in seen_ips:
-                        errors.append(Reference(at + ("ip",), f"IP {machine.ip} is already used by another machine"))
+                        errors.append(Reference(
+                            at + ("ip",), f"IP {machine.ip} is already used by another machine"))
                     seen_ips[machine.ip] = at
     claimed: dict[tuple[str, str], str] = {}
     for cname, cluster in spec.clusters.items():
@@ -247,22 +274,36 @@ def check_references(orb: Orb) -> list[Reference]:
             provider = spec.providers.get(ref.provider)
             if provider is None:
                 known = ", ".join(sorted(spec.providers)) or "none"
-                errors.append(Reference(at + ("provider",), f"unknown provider {ref.provider!r} (known: {known})"))
+                errors.append(Reference(
+                    at + ("provider",), f"unknown provider {ref.provider!r} (known: {known})"))
                 continue
             key = (ref.provider, ref.pool)
             if key in claimed and claimed[key] != cname:
-                errors.append(Reference(at + ("pool",), f"pool {ref.pool!r} of provider {ref.provider!r} is already used by cluster {claimed[key]}"))
+                errors.append(Reference(
+                    at + ("pool",),
+                    f"pool {ref.pool!r} of provider {ref.provider!r} is already used by cluster"
+                    f" {claimed[key]}"))
             claimed[key] = cname
-            if isinstance(provider, (StaticProvider, GceProvider)) and ref.pool not in provider.pools:
+            pooled = isinstance(provider, (StaticProvider, GceProvider))
+            if pooled and ref.pool not in provider.pools:
                 known = ", ".join(sorted(provider.pools)) or "none"
-                errors.append(Reference(at + ("pool",), f"provider {ref.provider!r} has no pool {ref.pool!r} (pools: {known})"))
+                errors.append(Reference(
+                    at + ("pool",),
+                    f"provider {ref.provider!r} has no pool {ref.pool!r} (pools: {known})"))
             elif isinstance(provider, StaticProvider) and len(provider.pools[ref.pool]) < ref.nodes:
                 have = len(provider.pools[ref.pool])
-                errors.append(Reference(at + ("nodes",), f"wants {ref.nodes} machines but pool {ref.pool!r} of provider {ref.provider!r} lists {have}"))
-        if isinstance(cluster, KubernetesCluster) and cluster.control_plane_endpoint and cluster.control_plane_endpoint.vip:
+                errors.append(Reference(
+                    at + ("nodes",),
+                    f"wants {ref.nodes} machines but pool {ref.pool!r} of provider"
+                    f" {ref.provider!r} lists {have}"))
+        endpoint = getattr(cluster, "control_plane_endpoint", None)
+        if isinstance(cluster, KubernetesCluster) and endpoint and endpoint.vip:
             provider = spec.providers.get(cluster.control_plane.provider)
             if isinstance(provider, GceProvider):
-                errors.append(Reference(("spec", "clusters", cname, "controlPlaneEndpoint", "vip"), "a keepalived VIP works on static and local providers only; use host for a GCE load balancer"))
+                errors.append(Reference(
+                    ("spec", "clusters", cname, "controlPlaneEndpoint", "vip"),
+                    "a keepalived VIP works on static and local providers only;"
+                    " use host for a GCE load balancer"))
     return errors
 
 

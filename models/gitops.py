@@ -52,6 +52,7 @@ class WriteBackInput(Model):
 
 class WriteBackResult(Model):
     commit: str | None  # None: nothing changed, nothing committed
+    parent: str | None = None  # what our commit went on top of: another commit means a user pushed
     attempts: int = 1
 
 

@@ -44,6 +44,16 @@ def plan(orb: Orb, current: OrbStatus) -> list[Action]:
                 have = sum(1 for n in status.nodes if n.role == role)
             if have != want:
                 actions.append(Action(cluster=name, action="scale", detail=f"{path}: {have} -> {want}"))
+        if isinstance(cluster, KubernetesCluster):
+            # A worker group removed from desired.yml: its machines are scaled away.
+            kept = {ref.pool for ref in cluster.workers.values()}
+            gone: dict[str, int] = {}
+            for n in status.nodes:
+                if n.role == "worker" and n.pool not in kept:
+                    gone[n.pool or "?"] = gone.get(n.pool or "?", 0) + 1
+            for pool, have in sorted(gone.items()):
+                actions.append(Action(cluster=name, action="scale",
+                                      detail=f"workers in pool {pool}: {have} -> 0 (group removed)"))
         versions = {n.version for n in status.nodes if n.version}
         want_version = cluster.version.lstrip("v")
         stale = sorted(v for v in versions if v.lstrip("v").split("-")[0] != want_version)

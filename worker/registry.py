@@ -5,7 +5,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from orbiter.activities import git
+from orbiter.activities import git, machines
 from orbiter.activities.temporal_ops import TemporalOps
 from orbiter.workflows.cluster import ClusterWorkflow
 from orbiter.workflows.gitops import GitOpsWorkflow
@@ -24,7 +24,11 @@ def workflows() -> list[type]:
 
 def activities(client: Client) -> list[Callable[..., Any]]:
     ops = TemporalOps(client)
-    found: list[Callable[..., Any]] = [git.poll_remote, git.read_desired, git.write_back, ops.signal_cluster]
+    found: list[Callable[..., Any]] = [
+        git.poll_remote, git.read_desired, git.write_back, ops.signal_cluster,
+        machines.ensure_provider_keys, machines.acquire_machines, machines.release_machine,
+        machines.prepare_packages,
+    ]
     try:
         from orbiter.activities import node
     except ImportError:

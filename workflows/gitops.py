@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from orbiter.activities.git import poll_remote, read_desired, write_back
+    from orbiter.activities.machines import ensure_provider_keys
     from orbiter.activities.temporal_ops import TemporalOps
     from orbiter.models.cluster import DesiredUpdate, SignalClusterInput
     from orbiter.models.current import ClusterStatus, OrbStatus
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         WriteBackInput,
     )
     from orbiter.models.ids import cluster_workflow_id
+    from orbiter.models.provision import EnsureKeysInput
     from orbiter.models.refs import SecretsRef
 
 # Reports that arrive within this window leave in one commit.
@@ -113,6 +115,13 @@ class GitOpsWorkflow:
                 self.state.dirty = True
             return
         orb = result.orb
+        keys = await workflow.execute_activity(
+            ensure_provider_keys,
+            EnsureKeysInput(providers=orb.spec.providers, secrets=SecretsRef(
+                repo=self.repo, commit=result.commit, extra=dict(self.state.pending_secrets))),
+            start_to_close_timeout=timedelta(seconds=60), retry_policy=GIT_RETRY, summary="ensure provider keys",
+        )
+        self.state.pending_secrets.update(keys.sealed_secrets)
         self.state.orb = orb
         self.state.desired_commit = result.commit
         self.state.desired_digest = result.digest
@@ -166,10 +175,10 @@ class GitOpsWorkflow:
             return
         for name in sealed:
             self.state.pending_secrets.pop(name, None)
-        if result.commit:
-            # Our own commit holds the same desired.yml; no need to read it again.
-            if self.state.last_seen_commit is not None:
-                self.state.last_seen_commit = result.commit
+        if result.commit and result.parent == self.state.last_seen_commit:
+            # Our own commit on top of what we read holds the same desired.yml: skip reading it.
+            # When it went on top of a user's commit instead, the next poll reads that one.
+            self.state.last_seen_commit = result.commit
 
     @workflow.signal
     def poke(self, input: PokeInput | None = None) -> None:

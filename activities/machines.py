@@ -1,0 +1,222 @@
+"""Provider activities: a workflow asks for machines and never knows which provider made them."""
+
+import io
+import shlex
+import subprocess
+
+import paramiko
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from orbiter.models.desired import GceProvider, LocalProvider, StaticProvider, default_secret_names
+from orbiter.models.machines import Machine
+from orbiter.models.provision import (
+    AcquireMachinesInput,
+    AcquireMachinesResult,
+    EnsureKeysInput,
+    EnsureKeysResult,
+    PreparePackagesInput,
+    PreparePackagesResult,
+    ReleaseMachineInput,
+)
+from orbiter.models.refs import SecretsRef
+from orbiter.models.secrets import SecretsError, seal
+from orbiter.worker.masterkey import load_master_key
+
+from .aptrepo import AptRepo
+from .providers.local import LocalProvider as LocalMachines
+from .providers.local import LocalProviderError
+from .repo import read_file
+from .secretstore import resolve_secret
+from .ssh import AuthFailed, HostKeyChanged, SshError, Unreachable, connect, generate_ed25519
+
+
+def _fail(err: Exception) -> ApplicationError:
+    """Map errors to Temporal: auth and host key problems need an operator, the rest is retried."""
+    retry = isinstance(err, (Unreachable, LocalProviderError)) and not str(err).startswith("the local provider needs root")
+    return ApplicationError(str(err).splitlines()[0], type=type(err).__name__, non_retryable=not retry)
+
+
+def _has_secret(ref: SecretsRef, name: str, text: str | None) -> bool:
+    return name in ref.extra or (text is not None and f"\n  {name}:" in text)
+
+
+@activity.defn
+def ensure_provider_keys(input: EnsureKeysInput) -> EnsureKeysResult:
+    """Generate each provider's maintenance key once; idempotent through the secrets it checks."""
+    text = read_file(input.secrets.repo, input.secrets.commit, "secrets.yml")
+    sealed: dict[str, str] = {}
+    master = load_master_key()
+    for name, provider in sorted(input.providers.items()):
+        if isinstance(provider, GceProvider):
+            continue  # GCE machines get their key through instance metadata
+        names = default_secret_names(name)
+        if _has_secret(input.secrets, names["maintenance"], text):
+            continue
+        private, public = generate_ed25519()
+        sealed[names["maintenance"]] = seal(master, names["maintenance"], private.encode())
+        sealed[names["maintenance_pub"]] = seal(master, names["maintenance_pub"], public.encode())
+    return EnsureKeysResult(sealed_secrets=sealed)
+
+
+def _public_blob(private_key: str) -> str:
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(private_key)).get_base64()
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise SecretsError("the bootstrap key is not a private key paramiko can read (ed25519, ecdsa or rsa)")
+
+
+def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintenance_private: str,
+                              maintenance_public: str) -> Machine:
+    """Install the maintenance key, prove it logs in, then remove the bootstrap key.
+
+    In that order, so a crash at any line leaves a machine that one of the two keys still opens,
+    and a retry finishes the job."""
+    bootstrap_blob = _public_blob(bootstrap_private)
+    try:
+        session = connect(machine, maintenance_private)
+    except AuthFailed:
+        with connect(machine, bootstrap_private) as boot:
+            machine = machine.model_copy(update={"host_key": boot.host_key})
+            line = shlex.quote(maintenance_public.strip())
+            boot.run(
+                "home=$(getent passwd \"$SUDO_USER\" | cut -d: -f6); [ -n \"$home\" ] || home=$HOME;"
+                f" user=$(id -un); [ -n \"$SUDO_USER\" ] && user=$SUDO_USER;"
+                " mkdir -p \"$home/.ssh\" && touch \"$home/.ssh/authorized_keys\" &&"
+                f" (grep -qxF {line} \"$home/.ssh/authorized_keys\" || echo {line} >> \"$home/.ssh/authorized_keys\") &&"
+                " chown -R \"$user\" \"$home/.ssh\" && chmod 700 \"$home/.ssh\" && chmod 600 \"$home/.ssh/authorized_keys\"",
+                check=True,
+            )
+        session = connect(machine, maintenance_private)
+    with session:
+        machine = machine.model_copy(update={"host_key": session.host_key})
+        session.run(
+            "home=$(getent passwd \"${SUDO_USER:-$(id -un)}\" | cut -d: -f6);"
+            f" f=\"$home/.ssh/authorized_keys\"; [ -f \"$f\" ] && grep -vF {shlex.quote(bootstrap_blob)} \"$f\" > \"$f.orbiter\";"
+            " [ -f \"$f.orbiter\" ] && cat \"$f.orbiter\" > \"$f\" && rm -f \"$f.orbiter\"; true",
+            check=True,
+        )
+    return machine
+
+
+def _static_machines(input: AcquireMachinesInput, provider: StaticProvider) -> list[Machine]:
+    names = default_secret_names(input.provider_name)
+    bootstrap = resolve_secret(input.secrets, provider.bootstrap_key_secret or names["bootstrap"]).decode()
+    maintenance = resolve_secret(input.secrets, names["maintenance"]).decode()
+    maintenance_pub = resolve_secret(input.secrets, names["maintenance_pub"]).decode()
+    listed = {m.id: m for m in provider.pools.get(input.pool, [])}
+    out: list[Machine] = []
+    for mid in input.machine_ids:
+        spec = listed.get(mid)
+        if spec is None:
+            raise ApplicationError(f"static provider {input.provider_name} has no machine {mid} in pool {input.pool}",
+                                   type="UnknownMachine", non_retryable=True)
+        machine = Machine(id=mid, provider=input.provider_name, provider_kind="static", pool=input.pool,
+                          ip=spec.ip, user=provider.remote_user, key_secret=names["maintenance"],
+                          host_key=input.host_keys.get(mid))
+        activity.heartbeat(mid)
+        out.append(switch_to_maintenance_key(machine, bootstrap, maintenance, maintenance_pub))
+    return out
+
+
+def local_provider(name: str, provider: LocalProvider) -> LocalMachines:
+    return LocalMachines(name, subnet=provider.subnet, image=provider.image)
+
+
+@activity.defn
+def acquire_machines(input: AcquireMachinesInput) -> AcquireMachinesResult:
+    """Machines for a pool: created (local), taken into use (static). Idempotent by machine id."""
+    provider = input.provider
+    try:
+        if isinstance(provider, LocalProvider):
+            names = default_secret_names(input.provider_name)
+            public = resolve_secret(input.secrets, names["maintenance_pub"]).decode()
+            machines = local_provider(input.provider_name, provider).create(
+                input.pool, input.machine_ids, public, names["maintenance"])
+            # A machine seen before keeps its pinned host key; a new one is pinned on first contact.
+            machines = [m.model_copy(update={"host_key": input.host_keys.get(m.id)}) for m in machines]
+            out = []
+            maintenance = resolve_secret(input.secrets, names["maintenance"]).decode()
+            for m in machines:
+                with connect(m, maintenance) as session:
+                    out.append(m.model_copy(update={"host_key": session.host_key}))
+            return AcquireMachinesResult(machines=out)
+        if isinstance(provider, StaticProvider):
+            return AcquireMachinesResult(machines=_static_machines(input, provider))
+        raise ApplicationError(f"provider {input.provider_name}: creating GCE machines is not supported yet",
+                               type="Unsupported", non_retryable=True)
+    except (SshError, LocalProviderError) as err:
+        raise _fail(err) from None
+    except SecretsError as err:
+        raise ApplicationError(str(err), type="SecretsError", non_retryable=True) from None
+
+
+@activity.defn
+def release_machine(input: ReleaseMachineInput) -> None:
+    """Take a machine out of use: delete it (local) or undo what orbiter put on it (static)."""
+    provider = input.provider
+    try:
+        if isinstance(provider, LocalProvider):
+            local_provider(input.provider_name, provider).delete(input.machine.id)
+            return
+        if isinstance(provider, StaticProvider):
+            key = resolve_secret(input.secrets, input.machine.key_secret).decode()
+            with connect(input.machine, key) as session:
+                script = ["set +e"]
+                for unit in input.units:
+                    script.append(f"systemctl disable --now {shlex.quote(unit)} 2>/dev/null")
+                for path in input.files + input.data_dirs:
+                    script.append(f"rm -rf {shlex.quote(path)}")
+                if input.packages:
+                    script.append("DEBIAN_FRONTEND=noninteractive apt-get remove -y "
+                                  + " ".join(shlex.quote(p) for p in input.packages) + " >/dev/null 2>&1")
+                script.append("systemctl daemon-reload; true")
+                session.run("\n".join(script), check=True)
+    except HostKeyChanged as err:
+        raise _fail(err) from None
+    except (SshError, LocalProviderError) as err:
+        raise _fail(err) from None
+    except SecretsError as err:
+        raise ApplicationError(str(err), type="SecretsError", non_retryable=True) from None
+
+
+@activity.defn
+def prepare_packages(input: PreparePackagesInput) -> PreparePackagesResult:
+    """Exact apt versions for the wanted upstream versions; local providers also serve them."""
+    provider = input.provider
+    if not isinstance(provider, LocalProvider):
+        # Static and GCE machines install from their own mirrors; the agent pins `<version>*`.
+        return PreparePackagesResult(versions={n: f"{v}*" for n, v in input.packages.items()})
+    try:
+        repo = AptRepo(local_provider(input.provider_name, provider))
+        versions = resolve_host_versions(input.packages)
+        repo.ensure_packages(sorted(versions.items()))
+        repo.ensure_served()
+        return PreparePackagesResult(versions=versions, apt_source=repo.source_line())
+    except ApplicationError:
+        raise
+    except Exception as err:  # noqa: BLE001 - one line for the cluster's status
+        raise ApplicationError(f"provider {input.provider_name}: packages: {str(err).splitlines()[0]}",
+                               type="PackagesError") from None
+
+
+def upstream(version: str) -> str:
+    """"3.4.23-4+b6" -> "3.4.23"; "1:2.0-1" -> "2.0"."""
+    return version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def resolve_host_versions(packages: dict[str, str]) -> dict[str, str]:
+    """The exact Debian versions the host's apt offers for wanted upstream versions."""
+    out: dict[str, str] = {}
+    for name, wanted in packages.items():
+        proc = subprocess.run(["apt-cache", "madison", name], capture_output=True, text=True, timeout=60)
+        offered = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.count("|") >= 2]
+        match = [v for v in offered if upstream(v) == wanted or v == wanted]
+        if not match:
+            have = ", ".join(sorted({upstream(v) for v in offered})) or "none"
+            raise ApplicationError(f"package {name} {wanted} is not available (apt offers: {have})",
+                                   type="PackagesError", non_retryable=True)
+        out[name] = match[0]
+    return out

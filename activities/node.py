@@ -1,0 +1,143 @@
+"""Node agent activities: observe a machine and apply changes to it, each over one SSH session.
+
+Sync activities (run in the worker's thread pool). Errors become ApplicationErrors whose type
+tells the workflow's retry policy what to do: Unreachable and SshError (timeouts) are retried,
+a wrong key, a changed host key, bad secrets or a failed step are not (retrying cannot fix
+them; the next spec or drift round tries again). Messages are one line naming the machine and
+never hold a secret value.
+"""
+
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from orbiter.activities.secretstore import resolve_secret
+from orbiter.activities.ssh import (
+    AuthFailed,
+    HostKeyChanged,
+    SshError,
+    SshSession,
+    Unreachable,
+    connect,
+)
+from orbiter.agent.apply import ApplyError, apply_changes
+from orbiter.agent.observe import ObserveError, observe_script, parse_observation
+from orbiter.agent.plan import secret_files, sha256
+from orbiter.models.machines import Machine
+from orbiter.models.node import ApplyNodeInput, ApplyNodeResult, ObserveNodeInput, ObserveNodeResult
+from orbiter.models.refs import SecretsRef
+from orbiter.models.secrets import SecretsError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+# Opaque digests for content_secret files: the plan compares them, nobody can invert them.
+SECRET_CURRENT = "secret:current"
+SECRET_STALE = "secret:stale"
+HEARTBEAT_SECONDS = 10.0
+OBSERVE_TIMEOUT = 120.0
+APPLY_TIMEOUT = 1800.0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+def _error(machine: Machine, err: Exception) -> ApplicationError:
+    """The ApplicationError for `err`; its type name drives the workflow's retry policy."""
+    msg = _one_line(str(err)) or type(err).__name__
+    if f"machine {machine.id}" not in msg:
+        msg = f"machine {machine.id}: {msg}"
+    if isinstance(err, Unreachable):
+        return ApplicationError(msg, type="Unreachable")
+    for cls in (AuthFailed, HostKeyChanged, SecretsError, ApplyError, ObserveError):
+        if isinstance(err, cls):
+            return ApplicationError(msg, type=cls.__name__, non_retryable=True)
+    return ApplicationError(msg, type="SshError")
+
+
+@contextmanager
+def _session(machine: Machine, secrets: SecretsRef) -> Iterator[SshSession]:
+    """An SSH session; every known failure leaves as an ApplicationError."""
+    try:
+        key = resolve_secret(secrets, machine.key_secret).decode()
+        with connect(machine, key) as session:
+            yield session
+    except (SshError, SecretsError, ApplyError, ObserveError) as err:
+        raise _error(machine, err) from None
+
+
+@contextmanager
+def _heartbeating() -> Iterator[Callable[[str], None]]:
+    """Heartbeat from a side thread while a long blocking call runs; yields a progress hook."""
+    ctx = contextvars.copy_context()
+    stop = threading.Event()
+    state = {"step": "start"}
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            ctx.run(activity.heartbeat, state["step"])
+
+    thread = threading.Thread(target=beat, name="orbiter-heartbeat", daemon=True)
+    thread.start()
+    try:
+
+        def progress(step: str) -> None:
+            state["step"] = step
+            activity.heartbeat(step)
+
+        yield progress
+    finally:
+        stop.set()
+        thread.join()
+
+
+@activity.defn
+def observe_node(input: ObserveNodeInput) -> ObserveNodeResult:
+    """One round trip: what the machine has of everything the spec mentions."""
+    machine, spec = input.machine, input.spec
+    with _session(machine, input.secrets) as session:
+        r = session.run("sh -s", stdin=observe_script(spec).encode(), timeout=OBSERVE_TIMEOUT)
+        if r.status != 0:
+            tail = _one_line(r.stderr)[-300:] or "(no stderr)"
+            raise _error(machine, ObserveError(f"observe exited with {r.status}: {tail}"))
+        try:
+            observed = parse_observation(spec, r.stdout)
+        except ObserveError as err:
+            raise _error(machine, err) from None
+        host_key = session.host_key
+    # Compare secret files here, where the value may live; history sees only tokens.
+    digests: dict[str, str] = {}
+    for f in secret_files(spec):
+        try:
+            want = sha256(resolve_secret(input.secrets, f.content_secret or ""))
+        except SecretsError as err:
+            raise _error(machine, err) from None
+        have = observed.files.get(f.path)
+        if have is not None:
+            observed.files[f.path] = SECRET_CURRENT if have == want else SECRET_STALE
+        digests[f.path] = SECRET_CURRENT
+    return ObserveNodeResult(observed=observed, secret_digests=digests, host_key=host_key)
+
+
+@activity.defn
+def apply_node(input: ApplyNodeInput) -> ApplyNodeResult:
+    """Apply planned changes over one session: prepare script, uploads, finish script."""
+    machine = input.machine
+    if not input.changes:
+        return ApplyNodeResult(applied=[], host_key=machine.host_key or "")
+
+    def secret(name: str) -> bytes:
+        return resolve_secret(input.secrets, name)
+
+    with _heartbeating() as progress, _session(machine, input.secrets) as session:
+        apply_changes(
+            session,
+            input.spec,
+            input.changes,
+            label=f"machine {machine.id}",
+            secret_content=secret,
+            progress=progress,
+            timeout=APPLY_TIMEOUT,
+        )
+        return ApplyNodeResult(applied=input.changes, host_key=session.host_key)
