@@ -2,7 +2,7 @@
 
 import typer
 
-from . import clusters, gitops, repo, secret, server
+from . import clusters, gitops, machines, repo, secret, server
 from .codec import codec_server
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command()(repo.init)
 app.command()(repo.plan)
 app.command(name="codec-server")(codec_server)
 app.add_typer(secret.app, name="secret")
+app.add_typer(machines.app, name="machines")
 
 
 def main() -> None:

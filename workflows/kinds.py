@@ -17,6 +17,9 @@ class Blocked(Exception):
 
 async def reconcile(cluster: "ClusterWorkflow", desired: DesiredUpdate) -> None:
     """Bring the cluster to `desired`; idempotent, so running it again after a crash is safe."""
-    # Kinds plug in here (etcd, kubernetes). Until a kind is registered its desired state is
-    # validated and recorded, and the cluster is reported Ready without touching machines.
-    return None
+    # Kinds plug in here (etcd, kubernetes). Until one is registered, say so instead of
+    # pretending: the cluster is Blocked with a clear reason and nothing is touched.
+    raise Blocked(
+        f"cluster kind {desired.spec.kind}: orbiter does not manage its machines yet; the desired"
+        " state was validated and recorded, nothing was changed"
+    )
