@@ -3,6 +3,7 @@
 from typing import Annotated
 
 import typer
+
 from orbiter.models.secrets import SecretsError
 from orbiter.worker.codec_server import run
 from orbiter.worker.masterkey import load_master_key, masterkey_path

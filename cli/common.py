@@ -2,23 +2,25 @@
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
 
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table for people, json for scripts")]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o",
+                                           help="table for people, json for scripts")]
 RepoDirOpt = Annotated[Path, typer.Option("--repo-dir", help="checkout of the orbiter repository")]
 
 
@@ -27,7 +29,8 @@ class UserError(Exception):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: messages quote user input ("[0]", "[30s") that rich would read as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

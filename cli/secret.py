@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
+
 from orbiter.models.secrets import (
     SecretBox,
     SecretsError,
@@ -20,7 +22,6 @@ from orbiter.models.secrets import (
     read_secret,
 )
 from orbiter.worker.masterkey import load_master_key
-from rich.table import Table
 
 from .common import Output, OutputOpt, RepoDirOpt, console, err_console, fail, print_json
 

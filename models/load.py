@@ -108,7 +108,8 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
 
 def _known_fields(model: type[BaseModel]) -> str:
     names = [f.alias or n for n, f in model.model_fields.items()]
-    return ", ".join(sorted(names, key=lambda n: n != "kind"))  # kind first, as written
+    order = {"apiVersion": 0, "kind": 1}  # as they are written, not as classes inherit them
+    return ", ".join(sorted(names, key=lambda n: order.get(n, 2)))
 
 
 def _got(value: Any) -> str:

@@ -119,6 +119,7 @@ class ClusterWorkflow:
     @workflow.signal(name="desired")
     def desired(self, update: DesiredUpdate) -> None:
         self.state.desired = update
+        self.state.status.kind = update.spec.kind
 
     @workflow.signal(name="node_report")
     def node_report(self, report: NodeReport) -> None:
@@ -131,6 +132,8 @@ class ClusterWorkflow:
         elif action == "resume":
             self.state.paused = False
             message = "resumed"
+            if self.state.desired and self.state.desired.spec.paused:
+                message = "still paused: desired.yml says paused: true; remove it and push"
         else:
             if self.state.status.phase != "Blocked":
                 return ControlResult(phase=self.state.status.phase, message=f"nothing to retry: the cluster is {self.state.status.phase}")
