@@ -12,6 +12,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
 from orbiter.activities.secretstore import resolve_secret
 from orbiter.activities.ssh import (
     AuthFailed,
@@ -28,8 +31,6 @@ from orbiter.models.machines import Machine
 from orbiter.models.node import ApplyNodeInput, ApplyNodeResult, ObserveNodeInput, ObserveNodeResult
 from orbiter.models.refs import SecretsRef
 from orbiter.models.secrets import SecretsError
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 # Opaque digests for content_secret files: the plan compares them, nobody can invert them.
 SECRET_CURRENT = "secret:current"

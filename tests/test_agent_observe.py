@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from orbiter.agent.observe import BEGIN, END, ObserveError, observe_script, parse_observation
 from orbiter.agent.plan import MODULES_CONF, SYSCTL_CONF, observed_paths, plan
 from orbiter.models.nodespec import AptSource, FileSpec, NodeSpec, Package, UnitSpec

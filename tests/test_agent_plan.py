@@ -3,6 +3,7 @@
 import subprocess
 
 import pytest
+
 from orbiter.agent.apply import POLICY_RC, build_steps
 from orbiter.agent.plan import (
     KINDS,

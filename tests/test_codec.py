@@ -7,11 +7,12 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from orbiter.worker.codec import CodecKeyError, EncryptionCodec, data_converter
-from orbiter.worker.codec_server import CodecServer, serve
 from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
+
+from orbiter.worker.codec import CodecKeyError, EncryptionCodec, data_converter
+from orbiter.worker.codec_server import CodecServer, serve
 
 KEY = b"master key for tests"
 UI = "http://localhost:8233"

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
 from orbiter.cli.secret import app
 from orbiter.models.secrets import SecretsFile
-from typer.testing import CliRunner
 
 VALUE = b"\x00\xffs3cr3t-VALUE\n\xc3\x28 trailing  "
 MARKER = "s3cr3t-VALUE"

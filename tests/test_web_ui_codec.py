@@ -22,11 +22,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     # cryptography's native module cannot be re-imported inside the workflow sandbox
-    from orbiter.worker.codec import data_converter
-    from orbiter.worker.codec_server import CodecServer, serve
     from playwright.async_api import Browser, async_playwright
     from temporalio.client import Client
     from temporalio.worker import Worker
+
+    from orbiter.worker.codec import data_converter
+    from orbiter.worker.codec_server import CodecServer, serve
 
 pytestmark = pytest.mark.browser
 

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 import temporalio.converter
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from orbiter.models.secrets import SecretsError, derive_codec_key, key_id
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+
+from orbiter.models.secrets import SecretsError, derive_codec_key, key_id
 
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"

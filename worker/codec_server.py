@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
 from google.protobuf.message import Error as ProtobufError
-from orbiter.models.secrets import SecretsError
 from temporalio.api.common.v1 import Payload, Payloads
+
+from orbiter.models.secrets import SecretsError
 
 from .codec import EncryptionCodec
 
