@@ -33,7 +33,8 @@ from .ssh import AuthFailed, HostKeyChanged, SshError, Unreachable, connect, gen
 
 def _fail(err: Exception) -> ApplicationError:
     """Map errors to Temporal: auth and host key problems need an operator, the rest is retried."""
-    retry = isinstance(err, (Unreachable, LocalProviderError)) and not str(err).startswith("the local provider needs root")
+    retry = isinstance(err, (Unreachable, LocalProviderError)) and not str(err).startswith(
+        "the local provider needs root")
     return ApplicationError(str(err).splitlines()[0], type=type(err).__name__, non_retryable=not retry)
 
 
@@ -75,6 +76,9 @@ def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintena
     In that order, so a crash at any line leaves a machine that one of the two keys still opens,
     and a retry finishes the job."""
     bootstrap_blob = _public_blob(bootstrap_private)
+    if bootstrap_blob in maintenance_public:
+        # Removing the bootstrap key would then lock orbiter out of the machine.
+        raise SecretsError(f"machine {machine.id}: the bootstrap key is the maintenance key; give a key of its own")
     try:
         session = connect(machine, maintenance_private)
     except AuthFailed:
@@ -84,9 +88,11 @@ def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintena
             boot.run(
                 "home=$(getent passwd \"$SUDO_USER\" | cut -d: -f6); [ -n \"$home\" ] || home=$HOME;"
                 f" user=$(id -un); [ -n \"$SUDO_USER\" ] && user=$SUDO_USER;"
-                " mkdir -p \"$home/.ssh\" && touch \"$home/.ssh/authorized_keys\" &&"
-                f" (grep -qxF {line} \"$home/.ssh/authorized_keys\" || echo {line} >> \"$home/.ssh/authorized_keys\") &&"
-                " chown -R \"$user\" \"$home/.ssh\" && chmod 700 \"$home/.ssh\" && chmod 600 \"$home/.ssh/authorized_keys\"",
+                " f=\"$home/.ssh/authorized_keys\"; mkdir -p \"$home/.ssh\" && touch \"$f\" &&"
+                # A file without a final newline would glue our key onto its last line.
+                " ([ -z \"$(tail -c1 \"$f\")\" ] || echo >> \"$f\") &&"
+                f" (grep -qxF {line} \"$f\" || echo {line} >> \"$f\") &&"
+                " chown -R \"$user\" \"$home/.ssh\" && chmod 700 \"$home/.ssh\" && chmod 600 \"$f\"",
                 check=True,
             )
         session = connect(machine, maintenance_private)
@@ -94,7 +100,8 @@ def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintena
         machine = machine.model_copy(update={"host_key": session.host_key})
         session.run(
             "home=$(getent passwd \"${SUDO_USER:-$(id -un)}\" | cut -d: -f6);"
-            f" f=\"$home/.ssh/authorized_keys\"; [ -f \"$f\" ] && grep -vF {shlex.quote(bootstrap_blob)} \"$f\" > \"$f.orbiter\";"
+            " f=\"$home/.ssh/authorized_keys\";"
+            f" [ -f \"$f\" ] && grep -vF {shlex.quote(bootstrap_blob)} \"$f\" > \"$f.orbiter\";"
             " [ -f \"$f.orbiter\" ] && cat \"$f.orbiter\" > \"$f\" && rm -f \"$f.orbiter\"; true",
             check=True,
         )

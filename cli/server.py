@@ -19,7 +19,10 @@ from orbiter.worker.server import ServerError, answers, default_db, start_server
 from .common import console, fail
 from .gitops import BranchOpt, KnownHostsOpt, RepoKeyOpt, RepoOpt, print_status, repo_ref, start_gitops
 
-DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite file of the server's state [default: ~/.local/state/orbiter/temporal.db]")]
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="SQLite file of the server's state [default: ~/.local/state/orbiter/temporal.db]"),
+]
 CODEC_PORT = 8234
 
 
@@ -28,17 +31,25 @@ def _host_port(address: str) -> tuple[str, int]:
     return (host or "127.0.0.1").replace("localhost", "127.0.0.1"), int(port)
 
 
-def server(db: DbOpt = None, port: Annotated[int, typer.Option(help="gRPC port")] = 7233,
-           ui_port: Annotated[int, typer.Option(help="Web UI port")] = 8233,
-           ip: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-           codec_endpoint: Annotated[str | None, typer.Option(help="codec server URL the Web UI decrypts with; default: one on port 8234 started here")] = None,
-           no_codec: Annotated[bool, typer.Option("--no-codec", help="do not start a codec server")] = False) -> None:
+def server(
+    db: DbOpt = None,
+    port: Annotated[int, typer.Option(help="gRPC port")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Web UI port")] = 8233,
+    ip: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    codec_endpoint: Annotated[
+        str | None,
+        typer.Option(help="codec server URL the Web UI decrypts with; default: one on port 8234 started here"),
+    ] = None,
+    no_codec: Annotated[bool, typer.Option("--no-codec", help="do not start a codec server")] = False,
+) -> None:
     """Run the embedded Temporal server (SQLite in --db) with orbiter's search attributes; Ctrl-C stops."""
     db = db or default_db()
     codec = None
     if not no_codec and codec_endpoint is None:
         try:
-            codec = serve_codec(load_master_key(), port=CODEC_PORT, ui_origin=f"http://localhost:{ui_port},http://127.0.0.1:{ui_port}")
+            codec = serve_codec(
+                load_master_key(), port=CODEC_PORT, ui_origin=f"http://localhost:{ui_port},http://127.0.0.1:{ui_port}"
+            )
             codec_endpoint = f"http://127.0.0.1:{CODEC_PORT}"
         except (SecretsError, OSError) as err:
             console.print(f"[yellow]no codec server ({err}); the Web UI shows encrypted payloads[/]", highlight=False)
@@ -46,7 +57,9 @@ def server(db: DbOpt = None, port: Annotated[int, typer.Option(help="gRPC port")
         proc = start_server(db, port=port, ui_port=ui_port, ip=ip, codec_endpoint=codec_endpoint)
     except ServerError as err:
         fail(str(err))
-    console.print(f"Temporal on {ip}:{port}, Web UI http://localhost:{ui_port}, state {db}; Ctrl-C stops", highlight=False)
+    console.print(
+        f"Temporal on {ip}:{port}, Web UI http://localhost:{ui_port}, state {db}; Ctrl-C stops", highlight=False
+    )
     try:
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         proc.wait()
@@ -74,8 +87,13 @@ def worker() -> None:
         pass
 
 
-def up(repo: RepoOpt, branch: BranchOpt = "main", repo_key: RepoKeyOpt = None,
-       known_hosts: KnownHostsOpt = None, db: DbOpt = None) -> None:
+def up(
+    repo: RepoOpt,
+    branch: BranchOpt = "main",
+    repo_key: RepoKeyOpt = None,
+    known_hosts: KnownHostsOpt = None,
+    db: DbOpt = None,
+) -> None:
     """One-command local mode: server (if none answers), a worker in this process, takeoff; Ctrl-C stops.
 
     A second `orbiter up` resumes where the first stopped: the server keeps its state in --db."""
@@ -89,8 +107,12 @@ def up(repo: RepoOpt, branch: BranchOpt = "main", repo_key: RepoKeyOpt = None,
         with contextlib.suppress(OSError):
             codec = serve_codec(master_key, port=CODEC_PORT, ui_origin="http://localhost:8233,http://127.0.0.1:8233")
         try:
-            proc = start_server(db or default_db(), port=port, ip=host,
-                                codec_endpoint=f"http://127.0.0.1:{CODEC_PORT}" if codec else None)
+            proc = start_server(
+                db or default_db(),
+                port=port,
+                ip=host,
+                codec_endpoint=f"http://127.0.0.1:{CODEC_PORT}" if codec else None,
+            )
         except ServerError as err:
             fail(str(err))
         console.print(f"started Temporal on {host}:{port} (state {db or default_db()})", highlight=False)

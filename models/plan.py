@@ -25,11 +25,23 @@ def plan(orb: Orb, current: OrbStatus) -> list[Action]:
         status = current.clusters.get(name)
         if cluster.destroyed:
             if status is None or status.phase != "Destroyed":
-                actions.append(Action(cluster=name, action="destroy", detail=f"destroy {cluster.kind} cluster {name} and release its machines"))
+                actions.append(
+                    Action(
+                        cluster=name,
+                        action="destroy",
+                        detail=f"destroy {cluster.kind} cluster {name} and release its machines",
+                    )
+                )
             continue
         if status is None or status.phase in ("Pending", "Destroyed") or status.commit is None:
             total = sum(_counts(cluster).values())
-            actions.append(Action(cluster=name, action="create", detail=f"create {cluster.kind} {cluster.version} with {total} machines"))
+            actions.append(
+                Action(
+                    cluster=name,
+                    action="create",
+                    detail=f"create {cluster.kind} {cluster.version} with {total} machines",
+                )
+            )
             continue
         if cluster.paused and status.phase != "Paused":
             actions.append(Action(cluster=name, action="pause", detail="hold reconciling"))
@@ -52,13 +64,20 @@ def plan(orb: Orb, current: OrbStatus) -> list[Action]:
                 if n.role == "worker" and n.pool not in kept:
                     gone[n.pool or "?"] = gone.get(n.pool or "?", 0) + 1
             for pool, have in sorted(gone.items()):
-                actions.append(Action(cluster=name, action="scale",
-                                      detail=f"workers in pool {pool}: {have} -> 0 (group removed)"))
+                actions.append(
+                    Action(cluster=name, action="scale", detail=f"workers in pool {pool}: {have} -> 0 (group removed)")
+                )
         versions = {n.version for n in status.nodes if n.version}
         want_version = cluster.version.lstrip("v")
         stale = sorted(v for v in versions if v.lstrip("v").split("-")[0] != want_version)
         if stale:
             actions.append(Action(cluster=name, action="upgrade", detail=f"{', '.join(stale)} -> {cluster.version}"))
     for name in sorted(set(current.clusters) - set(orb.spec.clusters)):
-        actions.append(Action(cluster=name, action="orphan", detail="no longer in desired.yml: left running (destroy it with destroyed: true first)"))
+        actions.append(
+            Action(
+                cluster=name,
+                action="orphan",
+                detail="no longer in desired.yml: left running (destroy it with destroyed: true first)",
+            )
+        )
     return actions

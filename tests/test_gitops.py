@@ -62,8 +62,13 @@ async def takeoff(client: Client, repo: GitRepo) -> str:
     wid = gitops_workflow_id(ref.url, ref.branch)
     from temporalio.common import WorkflowIDConflictPolicy
 
-    await client.start_workflow(GitOpsWorkflow.run, GitOpsInput(repo=ref), id=wid, task_queue=TASK_QUEUE,
-                                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    await client.start_workflow(
+        GitOpsWorkflow.run,
+        GitOpsInput(repo=ref),
+        id=wid,
+        task_queue=TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
     return wid
 
 
@@ -87,7 +92,9 @@ def current(repo: GitRepo) -> OrbStatus:
 async def test_push_reaches_clusters_and_current_yml_is_committed(client, worker, repo: GitRepo):
     commit = repo.push({"desired.yml": desired()}, "day one")
     wid = await takeoff(client, repo)
-    status = await wait_for(lambda: (s := current(repo)).clusters.get("meta") and s.clusters["meta"].phase == "Paused" and s)
+    status = await wait_for(
+        lambda: (s := current(repo)).clusters.get("meta") and s.clusters["meta"].phase == "Paused" and s
+    )
     assert status.orb == ORB and status.commit == commit and status.rejected is None
     assert repo.log("%an")[0] == "orbiter"
     # The cluster workflow exists under its derived id and answers queries.
@@ -123,7 +130,9 @@ async def test_poll_interval_applies_a_push_without_poke(client, worker, repo: G
     repo.push({"desired.yml": desired(poll="1s")}, "one")
     await takeoff(client, repo)
     await wait_for(lambda: current(repo).orb == ORB)
-    second = repo.push({"desired.yml": desired(poll="1s").replace("paused: true", "paused: true\n      tls: false")}, "two")
+    second = repo.push(
+        {"desired.yml": desired(poll="1s").replace("paused: true", "paused: true\n      tls: false")}, "two"
+    )
     await wait_for(lambda: current(repo).commit == second, timeout=10)
 
 
@@ -173,7 +182,9 @@ def test_write_back_retries_a_push_rejected_because_the_remote_moved(orbiter_env
         return changed
 
     monkeypatch.setattr(gitmod, "_apply", apply_then_race)
-    result = ActivityEnvironment().run(write_back, WriteBackInput(repo=ref, current_yaml="b: 1\n", message="orbiter: state"))
+    result = ActivityEnvironment().run(
+        write_back, WriteBackInput(repo=ref, current_yaml="b: 1\n", message="orbiter: state")
+    )
     assert result.attempts == 2
     assert repo.remote_file("README.md") == "hello\n"
     assert git(repo.remote, "rev-parse", "main~1") == raced[0]

@@ -1,6 +1,7 @@
 """Issue 3's end to end: NodeAgentWorkflows converge three real machines, then keep them so."""
 
 import asyncio
+import contextlib
 import subprocess
 import time
 import uuid
@@ -96,9 +97,18 @@ async def test_node_agents_converge_three_machines_and_undo_drift(
     ids = [f"na{suffix}-{i}" for i in range(3)]
     key_name = "e2e_maintenancekey"
     secrets = secrets_repo(tmp_path, key_name, private)
-    version = resolve_host_versions({PACKAGE: subprocess.run(
-        ["sh", "-c", f"apt-cache madison {PACKAGE} | head -1 | cut -d'|' -f2"], capture_output=True, text=True,
-    ).stdout.strip().split(":")[-1].rsplit("-", 1)[0]})[PACKAGE]
+    version = resolve_host_versions(
+        {
+            PACKAGE: subprocess.run(
+                ["sh", "-c", f"apt-cache madison {PACKAGE} | head -1 | cut -d'|' -f2"],
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .split(":")[-1]
+            .rsplit("-", 1)[0]
+        }
+    )[PACKAGE]
     repo = AptRepo(local_provider)
     repo.ensure_packages([(PACKAGE, version)])
     repo.ensure_served()
@@ -121,12 +131,23 @@ async def test_node_agents_converge_three_machines_and_undo_drift(
         async with Worker(client, task_queue="test-collector", workflows=[ReportCollector]):
             await client.start_workflow(ReportCollector.run, id=collector, task_queue="test-collector")
             for m in machines:
-                handles.append(await client.start_workflow(
-                    NodeAgentWorkflow.run,
-                    NodeAgentInput(orb="e2e", cluster="agents", machine=m, spec=spec_for(m), generation=1,
-                                   secrets=secrets, drift_interval_seconds=3, parent_workflow_id=collector),
-                    id=node_workflow_id("e2e", "agents", m.id), task_queue=TASK_QUEUE,
-                ))
+                handles.append(
+                    await client.start_workflow(
+                        NodeAgentWorkflow.run,
+                        NodeAgentInput(
+                            orb="e2e",
+                            cluster="agents",
+                            machine=m,
+                            spec=spec_for(m),
+                            generation=1,
+                            secrets=secrets,
+                            drift_interval_seconds=3,
+                            parent_workflow_id=collector,
+                        ),
+                        id=node_workflow_id("e2e", "agents", m.id),
+                        task_queue=TASK_QUEUE,
+                    )
+                )
             first = {}
             for m in machines:
                 got = await wait_reports(client, collector, lambda r, m=m: r.machine_id == m.id and r.generation == 1)
@@ -144,7 +165,9 @@ async def test_node_agents_converge_three_machines_and_undo_drift(
 
             # A second round of the same spec changes nothing.
             for h, m in zip(handles, machines, strict=True):
-                await h.signal(NodeAgentWorkflow.apply, NodeAgentUpdate(spec=spec_for(m), generation=2, secrets=secrets))
+                await h.signal(
+                    NodeAgentWorkflow.apply, NodeAgentUpdate(spec=spec_for(m), generation=2, secrets=secrets)
+                )
             for m in machines:
                 got = await wait_reports(client, collector, lambda r, m=m: r.machine_id == m.id and r.generation == 2)
                 assert got[0].ok and got[0].changes == [], got[0]
@@ -152,10 +175,13 @@ async def test_node_agents_converge_three_machines_and_undo_drift(
             # Drift by hand on one machine: a stopped unit and an edited file are put back and reported.
             target = machines[0]
             with connect(target.model_copy(update={"host_key": first[target.id].host_key}), private) as s:
-                s.run(f"echo NAME=edited > {CONFIG}; systemctl stop orbiter-demo.service; systemctl daemon-reload",
-                      check=True)
-                drift = await wait_reports(client, collector, lambda r: r.machine_id == target.id and r.drift,
-                                           timeout=60)
+                s.run(
+                    f"echo NAME=edited > {CONFIG}; systemctl stop orbiter-demo.service; systemctl daemon-reload",
+                    check=True,
+                )
+                drift = await wait_reports(
+                    client, collector, lambda r: r.machine_id == target.id and r.drift, timeout=60
+                )
                 targets = {(c.kind, c.target) for c in drift[0].changes}
                 assert ("file", CONFIG) in targets
                 assert s.run(f"cat {CONFIG}").stdout == f"NAME={target.id}\n"
@@ -165,9 +191,7 @@ async def test_node_agents_converge_three_machines_and_undo_drift(
     finally:
         for h in handles:
             await h.terminate()
-        try:
+        with contextlib.suppress(Exception):  # it may not have started
             await client.get_workflow_handle(collector).terminate()
-        except Exception:  # noqa: BLE001 - may not have started
-            pass
         for mid in ids:
             local_provider.delete(mid)
