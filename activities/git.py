@@ -92,16 +92,28 @@ def write_back(input: WriteBackInput) -> WriteBackResult:
             git(input.repo, "reset", "-q", "--hard", "FETCH_HEAD", cwd=path)
             if not _apply(input, path):
                 return WriteBackResult(commit=None, attempts=attempt)
-            git(input.repo, *AUTHOR, "commit", "-q", "--author", "orbiter <orbiter@localhost>",
-                "-m", input.message, cwd=path)
-            pushed = git(input.repo, "push", "-q", "origin", f"HEAD:refs/heads/{input.repo.branch}",
-                         cwd=path, check=False)
+            git(
+                input.repo,
+                *AUTHOR,
+                "commit",
+                "-q",
+                "--author",
+                "orbiter <orbiter@localhost>",
+                "-m",
+                input.message,
+                cwd=path,
+            )
+            pushed = git(
+                input.repo, "push", "-q", "origin", f"HEAD:refs/heads/{input.repo.branch}", cwd=path, check=False
+            )
             if pushed.returncode == 0:
                 head = git(input.repo, "rev-parse", "HEAD", "HEAD~1", cwd=path).stdout.split()
                 return WriteBackResult(commit=head[0], parent=head[1], attempts=attempt)
             activity.logger.info("push to %s rejected (attempt %d); rebasing", input.repo.url, attempt)
             time.sleep(min(0.2 * attempt, 2.0))
-        raise ApplicationError(f"push to {input.repo.url} kept being rejected after {MAX_PUSH_ATTEMPTS} attempts", type="GitError")
+        raise ApplicationError(
+            f"push to {input.repo.url} kept being rejected after {MAX_PUSH_ATTEMPTS} attempts", type="GitError"
+        )
     except GitError as err:
         raise ApplicationError(str(err), type="GitError") from None
     except SecretsError as err:

@@ -36,14 +36,47 @@ def git_env(repo: RepoRef) -> dict[str, str]:
     return env
 
 
+# ssh's own complaints, which git buries under its generic "fatal: Could not read from remote
+# repository ... and the repository exists." trailer: the line an operator needs to see.
+SSH_PROBLEMS = (
+    "REMOTE HOST IDENTIFICATION HAS CHANGED",
+    "Host key verification failed",
+    "No ED25519 host key is known",
+    "host key is known",
+    "Permission denied",
+    "Could not resolve hostname",
+    "Connection refused",
+    "Connection timed out",
+    "No route to host",
+    "Identity file",
+)
+
+
+def error_detail(stderr: str) -> str:
+    """One line saying why git failed: ssh's reason when there is one, else git's fatal line."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip().strip("@")]
+    if not lines:
+        return "no output"
+    found = [line for line in lines if any(p.lower() in line.lower() for p in SSH_PROBLEMS)]
+    if found:
+        changed = any("IDENTIFICATION HAS CHANGED" in line for line in found)
+        reason = next((line for line in found if "verification failed" in line), found[0])
+        if changed:
+            return f"{reason.rstrip('.')}: the server's host key does not match the pinned known_hosts"
+        if "host key is known" in reason or "verification failed" in reason:
+            return f"{reason.rstrip('.')}: the server's host key is not in the pinned known_hosts"
+        return reason
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return fatal[0] if fatal else lines[-1]
+
+
 def git(repo: RepoRef, *args: str, cwd: Path | None = None, timeout: float = 120, check: bool = True,
         input: str | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         ["git", *args], cwd=cwd, env=git_env(repo), capture_output=True, text=True, timeout=timeout, input=input
     )
     if check and proc.returncode != 0:
-        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise GitError(f"git {args[0]} of {repo.url} failed: {detail}")
+        raise GitError(f"git {args[0]} of {repo.url} failed: {error_detail(proc.stderr)}")
     return proc
 
 
@@ -69,8 +102,7 @@ def remote_head(repo: RepoRef) -> str:
     if out.returncode == 2:
         raise GitError(f"branch {repo.branch} does not exist in {repo.url}")
     if out.returncode != 0:
-        detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise GitError(f"cannot reach git remote {repo.url}: {detail}")
+        raise GitError(f"cannot reach git remote {repo.url}: {error_detail(out.stderr)}")
     return out.stdout.split()[0]
 
 

@@ -5,7 +5,6 @@ import os
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -158,3 +157,25 @@ class GitRepo:
 @pytest.fixture
 def repo(tmp_path: Path) -> GitRepo:
     return GitRepo(tmp_path)
+
+
+@pytest.fixture
+def assert_no_leak(temporal_server: TemporalServer, orbiter_env: Path, caplog: pytest.LogCaptureFixture):
+    """`assert_no_leak(markers, repos=[...], paths=[...])`: none of the marker strings appears in
+    the session Temporal server's SQLite files or log, under ORBITER_STATE_DIR, in any commit of
+    the given git repos (`git log -p --all`), in this test's captured log records, or in extra
+    paths (e.g. a worker subprocess's log). Use with `caplog.set_level(logging.DEBUG)`."""
+    from .leaks import find_leaks, temporal_files
+
+    def check(markers, repos=(), paths=()) -> None:
+        state = Path(os.environ.get("ORBITER_STATE_DIR", orbiter_env / "state"))
+        leaks = find_leaks(
+            markers,
+            paths=[*temporal_files(temporal_server.db, temporal_server.log), state, *map(Path, paths)],
+            repos=[Path(r) for r in repos],
+            texts={"captured log": caplog.text, "captured log records": "\n".join(
+                f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)},
+        )
+        assert not leaks, "secret values leaked:\n" + "\n".join(leaks)
+
+    return check

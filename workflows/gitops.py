@@ -35,8 +35,9 @@ with workflow.unsafe.imports_passed_through():
 # Reports that arrive within this window leave in one commit.
 BATCH_WINDOW = timedelta(seconds=1)
 ITERATIONS_BEFORE_CONTINUE_AS_NEW = 500
-GIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
-                        maximum_attempts=3)
+GIT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3
+)
 
 
 def _error_line(err: BaseException) -> str:
@@ -79,8 +80,11 @@ class GitOpsWorkflow:
     async def _poll(self) -> None:
         try:
             head = await workflow.execute_activity(
-                poll_remote, PollRemoteInput(repo=self.repo), start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=GIT_RETRY, summary="poll remote",
+                poll_remote,
+                PollRemoteInput(repo=self.repo),
+                start_to_close_timeout=timedelta(seconds=20),
+                retry_policy=GIT_RETRY,
+                summary="poll remote",
             )
         except ActivityError as err:
             self._set_error(f"cannot poll {self.repo.url}: {_error_line(err)}")
@@ -89,8 +93,10 @@ class GitOpsWorkflow:
             return
         try:
             result = await workflow.execute_activity(
-                read_desired, ReadDesiredInput(repo=self.repo, commit=head.commit),
-                start_to_close_timeout=timedelta(seconds=120), retry_policy=GIT_RETRY,
+                read_desired,
+                ReadDesiredInput(repo=self.repo, commit=head.commit),
+                start_to_close_timeout=timedelta(seconds=120),
+                retry_policy=GIT_RETRY,
                 summary=f"read desired.yml at {head.commit[:8]}",
             )
         except ActivityError as err:
@@ -117,9 +123,13 @@ class GitOpsWorkflow:
         orb = result.orb
         keys = await workflow.execute_activity(
             ensure_provider_keys,
-            EnsureKeysInput(providers=orb.spec.providers, secrets=SecretsRef(
-                repo=self.repo, commit=result.commit, extra=dict(self.state.pending_secrets))),
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=GIT_RETRY, summary="ensure provider keys",
+            EnsureKeysInput(
+                providers=orb.spec.providers,
+                secrets=SecretsRef(repo=self.repo, commit=result.commit, extra=dict(self.state.pending_secrets)),
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=GIT_RETRY,
+            summary="ensure provider keys",
         )
         self.state.pending_secrets.update(keys.sealed_secrets)
         self.state.orb = orb
@@ -143,14 +153,19 @@ class GitOpsWorkflow:
         cluster = orb.spec.clusters[name]
         providers = {ref.provider: orb.spec.providers[ref.provider] for _, ref in pool_refs(cluster)}
         update = DesiredUpdate(
-            commit=commit, gitops_workflow_id=workflow.info().workflow_id, spec=cluster, providers=providers,
+            commit=commit,
+            gitops_workflow_id=workflow.info().workflow_id,
+            spec=cluster,
+            providers=providers,
             secrets=SecretsRef(repo=self.repo, commit=commit, extra=dict(self.state.pending_secrets)),
             drift_interval_seconds=parse_duration(orb.spec.drift_interval).total_seconds(),
             max_parallel=orb.spec.max_parallel,
         )
         await workflow.execute_activity(
             TemporalOps.signal_cluster,
-            SignalClusterInput(orb=orb.metadata.name, cluster=name, gitops_workflow_id=workflow.info().workflow_id, update=update),
+            SignalClusterInput(
+                orb=orb.metadata.name, cluster=name, gitops_workflow_id=workflow.info().workflow_id, update=update
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             summary=f"signal {cluster_workflow_id(orb.metadata.name, name)}",
         )
@@ -164,9 +179,13 @@ class GitOpsWorkflow:
         try:
             result = await workflow.execute_activity(
                 write_back,
-                WriteBackInput(repo=self.repo, current_yaml=self.state.status.to_yaml(), sealed_secrets=sealed, message=message),
-                start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=60),
-                retry_policy=GIT_RETRY, summary="write current.yml",
+                WriteBackInput(
+                    repo=self.repo, current_yaml=self.state.status.to_yaml(), sealed_secrets=sealed, message=message
+                ),
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=GIT_RETRY,
+                summary="write current.yml",
             )
         except ActivityError as err:
             # Never drop a write-back: keep it pending and try again on the next round.
