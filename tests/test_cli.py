@@ -335,7 +335,7 @@ async def test_pause_resume_retry_answer_with_one_line(client, worker, repo: Git
         answers[action] = lines[0]
     assert "paused" in answers["pause"] and "(phase Paused)" in answers["pause"]
     assert "nothing to retry: the cluster is Paused" in answers["retry"]
-    assert "resumed" in answers["resume"]
+    assert "still paused: desired.yml says paused: true" in answers["resume"]
 
     # By name alone when only one orb has it; a missing cluster is one line, exit 1.
     missing = await ainvoke("retry", f"{orb}-none")
