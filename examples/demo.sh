@@ -16,8 +16,7 @@ step "a repository: orbiter init, pushed to a bare remote"
 git init -q --bare -b main "$DEMO/remote.git"
 orbiter init "$DEMO/work"
 cd "$DEMO/work"
-git -c user.name=operator -c user.email=op@example.org commit -qam "day one" 2>/dev/null || \
-  { git add -A && git -c user.name=operator -c user.email=op@example.org commit -qm "day one"; }
+git add -A && git -c user.name=operator -c user.email=op@example.org commit -qm "day one"
 git remote add origin "$DEMO/remote.git" && git push -q origin main
 
 step "orbiter up: server, worker and takeoff in one process"
@@ -29,6 +28,7 @@ sleep 3
 orbiter status
 
 step "an invalid push is rejected with file, line and field; the previous desired state stays"
+git pull -q --rebase origin main
 sed -i 's/nodes: 3}/nodes: 12}/' desired.yml
 git -c user.name=operator -c user.email=op@example.org commit -qam "too many members" && git push -q origin main
 orbiter poke

@@ -17,6 +17,7 @@ from orbiter.worker.registry import activities, workflows
 from orbiter.workflows.gitops import GitOpsWorkflow
 
 from .conftest import MASTER_KEY, GitRepo
+
 pytestmark = pytest.mark.slow
 
 # No clusters: the time-skipping test server does not implement signal-with-start fully, and the
