@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from orbiter.models.secrets import SecretsError
 from orbiter.worker.client import ConnectError, connect, temporal_address
@@ -122,7 +123,7 @@ def up(
         client = await connect()
         stop = asyncio.Event()
         worker_task = asyncio.create_task(run_worker(client, stop))
-        wid, _ = await start_gitops(client, ref)
+        wid = await _until_ready(lambda: start_gitops(client, ref))
         console.print(f"watching {ref.url} ({branch}); Web UI http://localhost:8233 ; Ctrl-C stops", highlight=False)
         try:
             await _follow(client, wid)
@@ -141,6 +142,19 @@ def up(
             stop_server(proc)
         if codec:
             codec.shutdown()
+
+
+async def _until_ready(call, timeout: float = 30.0):
+    """A server that just started accepts connections before its shards are up; retry briefly."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return (await call())[0]
+        except RPCError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def _follow(client: Client, wid: str) -> None:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from orbiter.activities.temporal_ops import SEARCH_ATTRIBUTES
@@ -46,7 +47,15 @@ def build_worker(client: Client, executor: ThreadPoolExecutor) -> Worker:
 
 
 async def run_worker(client: Client, stop: asyncio.Event | None = None) -> None:
-    await ensure_search_attributes(client)
+    for attempt in range(60):
+        # A server that just started answers before its shards are ready.
+        try:
+            await ensure_search_attributes(client)
+            break
+        except RPCError:
+            if attempt == 59:
+                raise
+            await asyncio.sleep(0.5)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = build_worker(client, executor)
         if stop is None:
