@@ -118,6 +118,10 @@ def up(
             fail(str(err))
         console.print(f"started Temporal on {host}:{port} (state {db or default_db()})", highlight=False)
     ref = repo_ref(repo, branch, repo_key, known_hosts)
+    # Stop cleanly on Ctrl-C and on SIGTERM, also when started as a background job (where a
+    # shell ignores SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     async def main() -> None:
         client = await connect()
