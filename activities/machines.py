@@ -3,6 +3,9 @@
 import io
 import shlex
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import paramiko
 from temporalio import activity
@@ -20,7 +23,7 @@ from orbiter.models.provision import (
     ReleaseMachineInput,
 )
 from orbiter.models.refs import SecretsRef
-from orbiter.models.secrets import SecretsError, seal
+from orbiter.models.secrets import SecretsError, parse_secrets_file, seal
 from orbiter.worker.masterkey import load_master_key
 
 from .aptrepo import AptRepo
@@ -28,7 +31,7 @@ from .providers.local import LocalProvider as LocalMachines
 from .providers.local import LocalProviderError
 from .repo import read_file
 from .secretstore import resolve_secret
-from .ssh import AuthFailed, HostKeyChanged, SshError, Unreachable, connect, generate_ed25519
+from .ssh import AuthFailed, SshError, Unreachable, connect, generate_ed25519
 
 
 def _fail(err: Exception) -> ApplicationError:
@@ -39,7 +42,19 @@ def _fail(err: Exception) -> ApplicationError:
 
 
 def _has_secret(ref: SecretsRef, name: str, text: str | None) -> bool:
-    return name in ref.extra or (text is not None and f"\n  {name}:" in text)
+    existing = parse_secrets_file(text)
+    return name in ref.extra or (existing is not None and name in existing.secrets)
+
+
+@contextmanager
+def _as_application_errors() -> Iterator[None]:
+    """One mapping of provider failures to Temporal errors for every provider activity."""
+    try:
+        yield
+    except (SshError, LocalProviderError) as err:
+        raise _fail(err) from None
+    except SecretsError as err:
+        raise ApplicationError(str(err), type="SecretsError", non_retryable=True) from None
 
 
 @activity.defn
@@ -136,57 +151,50 @@ def local_provider(name: str, provider: LocalProvider) -> LocalMachines:
 def acquire_machines(input: AcquireMachinesInput) -> AcquireMachinesResult:
     """Machines for a pool: created (local), taken into use (static). Idempotent by machine id."""
     provider = input.provider
-    try:
+    with _as_application_errors():
         if isinstance(provider, LocalProvider):
-            names = default_secret_names(input.provider_name)
-            public = resolve_secret(input.secrets, names["maintenance_pub"]).decode()
-            machines = local_provider(input.provider_name, provider).create(
-                input.pool, input.machine_ids, public, names["maintenance"])
-            # A machine seen before keeps its pinned host key; a new one is pinned on first contact.
-            machines = [m.model_copy(update={"host_key": input.host_keys.get(m.id)}) for m in machines]
-            out = []
-            maintenance = resolve_secret(input.secrets, names["maintenance"]).decode()
-            for m in machines:
-                with connect(m, maintenance) as session:
-                    out.append(m.model_copy(update={"host_key": session.host_key}))
-            return AcquireMachinesResult(machines=out)
+            return AcquireMachinesResult(machines=_local_machines(input, provider))
         if isinstance(provider, StaticProvider):
             return AcquireMachinesResult(machines=_static_machines(input, provider))
         raise ApplicationError(f"provider {input.provider_name}: creating GCE machines is not supported yet",
                                type="Unsupported", non_retryable=True)
-    except (SshError, LocalProviderError) as err:
-        raise _fail(err) from None
-    except SecretsError as err:
-        raise ApplicationError(str(err), type="SecretsError", non_retryable=True) from None
+
+
+def _local_machines(input: AcquireMachinesInput, provider: LocalProvider) -> list[Machine]:
+    names = default_secret_names(input.provider_name)
+    public = resolve_secret(input.secrets, names["maintenance_pub"]).decode()
+    maintenance = resolve_secret(input.secrets, names["maintenance"]).decode()
+    created = local_provider(input.provider_name, provider).create(
+        input.pool, input.machine_ids, public, names["maintenance"])
+
+    def pin(machine: Machine) -> Machine:
+        # A machine seen before keeps its pinned host key; a new one is pinned on first contact.
+        machine = machine.model_copy(update={"host_key": input.host_keys.get(machine.id)})
+        with connect(machine, maintenance) as session:
+            return machine.model_copy(update={"host_key": session.host_key})
+
+    with ThreadPoolExecutor(max_workers=min(16, len(created) or 1)) as pool:
+        return list(pool.map(pin, created))
 
 
 @activity.defn
 def release_machine(input: ReleaseMachineInput) -> None:
     """Take a machine out of use: delete it (local) or undo what orbiter put on it (static)."""
     provider = input.provider
-    try:
+    with _as_application_errors():
         if isinstance(provider, LocalProvider):
             local_provider(input.provider_name, provider).delete(input.machine.id)
-            return
-        if isinstance(provider, StaticProvider):
+        elif isinstance(provider, StaticProvider):
             key = resolve_secret(input.secrets, input.machine.key_secret).decode()
+            script = ["set +e"]
+            script += [f"systemctl disable --now {shlex.quote(unit)} 2>/dev/null" for unit in input.units]
+            script += [f"rm -rf {shlex.quote(path)}" for path in input.files + input.data_dirs]
+            if input.packages:
+                script.append("DEBIAN_FRONTEND=noninteractive apt-get remove -y "
+                              + " ".join(shlex.quote(p) for p in input.packages) + " >/dev/null 2>&1")
+            script.append("systemctl daemon-reload; true")
             with connect(input.machine, key) as session:
-                script = ["set +e"]
-                for unit in input.units:
-                    script.append(f"systemctl disable --now {shlex.quote(unit)} 2>/dev/null")
-                for path in input.files + input.data_dirs:
-                    script.append(f"rm -rf {shlex.quote(path)}")
-                if input.packages:
-                    script.append("DEBIAN_FRONTEND=noninteractive apt-get remove -y "
-                                  + " ".join(shlex.quote(p) for p in input.packages) + " >/dev/null 2>&1")
-                script.append("systemctl daemon-reload; true")
                 session.run("\n".join(script), check=True)
-    except HostKeyChanged as err:
-        raise _fail(err) from None
-    except (SshError, LocalProviderError) as err:
-        raise _fail(err) from None
-    except SecretsError as err:
-        raise ApplicationError(str(err), type="SecretsError", non_retryable=True) from None
 
 
 @activity.defn

@@ -31,15 +31,15 @@ def repo_ref(repo: str, branch: str, key: str | None, known_hosts: str | None) -
     return RepoRef(url=normalize_url(repo), branch=branch, key_file=key, known_hosts_file=known_hosts)
 
 
-async def start_gitops(client: Client, ref: RepoRef) -> tuple[str, bool]:
-    """Start the GitOps workflow of a repo; (id, False) when it was already running."""
+async def start_gitops(client: Client, ref: RepoRef) -> str:
+    """Start the GitOps workflow of a repo (or find it running) and return its id."""
     wid = gitops_workflow_id(ref.url, ref.branch)
-    handle = await client.start_workflow(
+    await client.start_workflow(
         GitOpsWorkflow.run, GitOpsInput(repo=ref), id=wid, task_queue=TASK_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"watching {ref.url} ({ref.branch})",
     )
-    return wid, handle.run_id is not None
+    return wid
 
 
 def takeoff(repo: RepoOpt, branch: BranchOpt = "main", repo_key: RepoKeyOpt = None,

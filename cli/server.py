@@ -154,7 +154,7 @@ async def _until_ready(call, timeout: float = 30.0):
     deadline = loop.time() + timeout
     while True:
         try:
-            return (await call())[0]
+            return await call()
         except RPCError:
             if loop.time() > deadline:
                 raise

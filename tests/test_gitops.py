@@ -17,29 +17,10 @@ from orbiter.workflows.cluster import ClusterWorkflow
 from orbiter.workflows.gitops import GitOpsWorkflow
 
 from .conftest import GitRepo, git
+from .flows import DESIRED
 
 pytestmark = pytest.mark.slow
 
-DESIRED = """\
-apiVersion: orbiter.dev/v1
-kind: Orb
-metadata:
-  name: {orb}
-spec:
-  pollInterval: {poll}
-  providers:
-    dc1:
-      kind: static
-      pools:
-        db:
-          - {{id: m1, ip: 192.0.2.11}}
-  clusters:
-    meta:
-      kind: etcd
-      version: "3.4.23"
-      members: {{provider: dc1, pool: db, nodes: 1}}
-      paused: true
-"""
 
 
 ORB = "t"

@@ -5,8 +5,6 @@ reconcile for each new commit. A step that fails beyond its retry policy puts th
 Blocked; it then waits for `retry` or a newer commit and never stops silently.
 """
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
@@ -182,5 +180,3 @@ class ClusterWorkflow:
     def status(self) -> ClusterStatus:
         return self.state.status
 
-
-__all__ = ["ClusterWorkflow", "timedelta"]

@@ -4,6 +4,7 @@ It is the only writer to the repository, so concurrent cluster reports never rac
 git: they land in this workflow's state and leave in one batched commit.
 """
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -143,8 +144,8 @@ class GitOpsWorkflow:
             current = status.clusters.get(name)
             if current is None or current.kind != cluster.kind:
                 status.clusters[name] = ClusterStatus(kind=cluster.kind)
-            status.clusters[name].orphaned = False
-            await self._signal_cluster(orb, name, result.commit)
+        # Clusters are independent: tell them all at once.
+        await asyncio.gather(*(self._signal_cluster(orb, name, result.commit) for name in orb.spec.clusters))
         for name, cluster_status in status.clusters.items():
             cluster_status.orphaned = name not in orb.spec.clusters
         self.state.dirty = True
