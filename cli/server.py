@@ -118,19 +118,25 @@ def up(
             fail(str(err))
         console.print(f"started Temporal on {host}:{port} (state {db or default_db()})", highlight=False)
     ref = repo_ref(repo, branch, repo_key, known_hosts)
-    # Stop cleanly on Ctrl-C and on SIGTERM, also when started as a background job (where a
-    # shell ignores SIGINT).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     async def main() -> None:
+        # Ctrl-C and SIGTERM (also as a background job, where a shell ignores SIGINT) end the
+        # follow loop; the worker then stops between tasks and the server after it.
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
         client = await connect()
         stop = asyncio.Event()
         worker_task = asyncio.create_task(run_worker(client, stop))
-        wid = await _until_ready(lambda: start_gitops(client, ref))
-        console.print(f"watching {ref.url} ({branch}); Web UI http://localhost:8233 ; Ctrl-C stops", highlight=False)
         try:
-            await _follow(client, wid)
+            wid = await _until_ready(lambda: start_gitops(client, ref))
+            console.print(f"watching {ref.url} ({branch}); Web UI http://localhost:8233 ; Ctrl-C stops",
+                          highlight=False)
+            follow = asyncio.create_task(_follow(client, wid))
+            await stopping.wait()
+            follow.cancel()
+            console.print("stopping")
         finally:
             stop.set()
             await worker_task
@@ -139,8 +145,6 @@ def up(
         asyncio.run(main())
     except (ConnectError, SecretsError) as err:
         fail(str(err))
-    except KeyboardInterrupt:
-        console.print("stopping")
     finally:
         if proc:
             stop_server(proc)

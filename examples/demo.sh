@@ -22,7 +22,15 @@ git remote add origin "$DEMO/remote.git" && git push -q origin main
 step "orbiter up: server, worker and takeoff in one process"
 orbiter up --repo "$DEMO/remote.git" --db "$DEMO/temporal.db" > "$DEMO/up.log" 2>&1 &
 UP=$!
-trap 'kill -TERM $UP 2>/dev/null; wait $UP 2>/dev/null; echo "stopped"' EXIT
+stop() {
+  trap - EXIT INT TERM
+  set +e
+  kill -TERM "$UP" 2>/dev/null
+  for _ in $(seq 60); do kill -0 "$UP" 2>/dev/null || break; sleep 0.5; done
+  echo "stopped"
+  exit 0
+}
+trap stop EXIT INT TERM
 for _ in $(seq 60); do orbiter status >/dev/null 2>&1 && break; sleep 0.5; done
 sleep 3
 orbiter status
