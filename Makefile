@@ -3,7 +3,7 @@
 #   make test   everything the tests need, then the whole suite (what CI runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := git debootstrap systemd-container iproute2 openssh-client openssh-server chromium
+APT_PACKAGES := git debootstrap systemd-container iproute2 openssh-client openssh-server chromium etcd-client
 
 .PHONY: demo test deps venv lint
 

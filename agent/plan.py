@@ -10,6 +10,7 @@ apply agree on their paths and content.
 """
 
 import contextlib
+import fnmatch
 import hashlib
 from dataclasses import dataclass
 
@@ -38,6 +39,11 @@ class ManagedFile:
     group: str = "root"
     secret: str | None = None
     origin: str = "file"  # file | unit:<name> | sysctl | module
+
+
+def version_matches(installed: str, wanted: str) -> bool:
+    """Exact apt versions compare equal; "3.4.23*" (a mirror's build of an upstream version) by glob, as apt does."""
+    return fnmatch.fnmatchcase(installed, wanted) if "*" in wanted else installed == wanted
 
 
 def sha256(text: str | bytes) -> str:
@@ -197,7 +203,7 @@ def plan(
         parts = []
         if have is None:
             parts.append(f"install {p.version}")
-        elif have != p.version:
+        elif not version_matches(have, p.version):
             parts.append(f"{have} -> {p.version}")
         if p.hold and not held:
             parts.append("hold")
@@ -205,7 +211,7 @@ def plan(
             parts.append("unhold")
         if parts:
             changes.append(Change(kind="package", target=p.name, detail=", ".join(parts)))
-            if have != p.version:
+            if have is None or not version_matches(have, p.version):
                 changed_packages.add(p.name)
 
     files = managed_files(spec)

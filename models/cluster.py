@@ -9,6 +9,7 @@ from .current import ClusterStatus, Phase
 from .desired import Cluster, Provider
 from .machines import Machine
 from .node import NodeReport
+from .nodespec import Change
 from .refs import SecretsRef
 
 
@@ -24,6 +25,18 @@ class DesiredUpdate(Model):
     max_parallel: int = 10
 
 
+class MemberRecord(Model):
+    """A machine's part in the cluster, durable so a resumed reconcile knows how far it got."""
+
+    name: str  # also the machine id
+    provider: str
+    pool: str
+    role: str
+    joined: bool = False
+    join: dict[str, str] = {}  # kind-specific facts fixed at join time (e.g. etcd's initial cluster)
+    spec_digest: str | None = None  # of the NodeSpec last converged, so unchanged members are skipped
+
+
 class ClusterState(Model):
     """Everything a ClusterWorkflow knows, passed whole across continue-as-new."""
 
@@ -36,7 +49,8 @@ class ClusterState(Model):
     sealed_secrets: dict[str, str] = {}
     node_reports: dict[str, NodeReport] = {}
     node_generations: dict[str, int] = {}
-    progress: dict[str, str] = {}  # kind-specific markers that make resuming safe
+    members: list[MemberRecord] = []
+    drift: dict[str, list[Change]] = {}  # machine -> what its agent last put back by itself
 
 
 class ClusterInput(Model):

@@ -125,11 +125,22 @@ class ControlPlaneRef(PoolRef):
         return value
 
 
+class EtcdFlags(Spec):
+    """etcd settings orbiter rolls out one member at a time; unset ones keep etcd's defaults."""
+
+    heartbeat_interval: Annotated[StrictInt, Field(ge=10, le=5000)] | None = Field(None, alias="heartbeatInterval")
+    election_timeout: Annotated[StrictInt, Field(ge=50, le=50000)] | None = Field(None, alias="electionTimeout")
+    snapshot_count: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="snapshotCount")
+    quota_backend_bytes: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="quotaBackendBytes")
+    auto_compaction_retention: StrictStr | None = Field(None, alias="autoCompactionRetention")
+
+
 class EtcdCluster(ClusterBase):
     kind: Literal["etcd"]
     version: Annotated[StrictStr, Field(pattern=r"^\d+\.\d+\.\d+$")]
     members: EtcdMembers
     tls: StrictBool = True
+    flags: EtcdFlags = EtcdFlags()
 
 
 class Networking(Spec):

@@ -19,6 +19,7 @@ class GitOpsState(Model):
     orb: Orb | None = None
     status: OrbStatus = OrbStatus()
     pending_secrets: dict[str, str] = {}  # sealed, not yet committed
+    committed_secrets: dict[str, str] = {}  # sealed values already written, to skip repeats
     dirty: bool = False
     poll_interval_seconds: float = 30.0
 

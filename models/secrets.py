@@ -167,9 +167,13 @@ def read_secret_with_extra(master_key: bytes, text: str | None, name: str, extra
 
 
 def merge_sealed(master_key: bytes, text: str | None, sealed: dict[str, str]) -> str:
-    """secrets.yml text with the sealed secrets re-encrypted into it (existing values are kept)."""
+    """secrets.yml text with the sealed secrets re-encrypted into it.
+
+    A secret whose value is unchanged keeps its ciphertext, so a repeated write-back is no commit."""
     box, secrets = open_secrets(master_key, text)
     for name, value in sorted(sealed.items()):
-        if name not in secrets.secrets:
-            secrets.secrets[name] = box.encrypt(name, unseal(master_key, name, value))
+        plain = unseal(master_key, name, value)
+        if name in secrets.secrets and box.decrypt(name, secrets.secrets[name]) == plain:
+            continue
+        secrets.secrets[name] = box.encrypt(name, plain)
     return secrets.to_yaml()

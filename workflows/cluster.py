@@ -131,8 +131,15 @@ class ClusterWorkflow:
         self.state.status.kind = update.spec.kind
 
     @workflow.signal(name="node_report")
-    def node_report(self, report: NodeReport) -> None:
+    async def node_report(self, report: NodeReport) -> None:
         self.state.node_reports[report.machine_id] = report
+        if report.drift:
+            # Something was changed by hand and put back: current.yml shows what and where.
+            self.state.drift[report.machine_id] = report.changes
+            for node in self.state.status.nodes:
+                if node.machine == report.machine_id:
+                    node.drift = report.changes
+            await self.report()
 
     def _control(self, action: str) -> ControlResult:
         if action == "pause":

@@ -193,8 +193,10 @@ class GitOpsWorkflow:
             self.state.dirty = True
             self._set_error(f"cannot write back to {self.repo.url}: {_error_line(err)}")
             return
-        for name in sealed:
-            self.state.pending_secrets.pop(name, None)
+        for name, value in sealed.items():
+            self.state.committed_secrets[name] = value
+            if self.state.pending_secrets.get(name) == value:
+                del self.state.pending_secrets[name]
         if result.commit and result.parent == self.state.last_seen_commit:
             # Our own commit on top of what we read holds the same desired.yml: skip reading it.
             # When it went on top of a user's commit instead, the next poll reads that one.
@@ -212,7 +214,7 @@ class GitOpsWorkflow:
             self.state.status.clusters[report.cluster] = status
             self.state.dirty = True
         for name, sealed in report.sealed_secrets.items():
-            if name not in self.state.pending_secrets:
+            if self.state.pending_secrets.get(name, self.state.committed_secrets.get(name)) != sealed:
                 self.state.pending_secrets[name] = sealed
                 self.state.dirty = True
 

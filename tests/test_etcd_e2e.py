@@ -1,0 +1,101 @@
+"""Issue 4 end to end: a pushed etcd cluster on local machines: bootstrap, scale, roll, destroy."""
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from orbiter.models.refs import RepoRef
+
+from .conftest import GitRepo
+from .etcd_flows import Etcdctl, desired, e2e_machines, poke, wait_cluster
+from .flows import takeoff
+from .test_replay import RECORD
+from .test_replay import _save as save_history
+
+pytestmark = [pytest.mark.machines, pytest.mark.slow]
+
+
+class Traffic:
+    """Writes and reads in a loop while a roll runs; records what failed."""
+
+    def __init__(self, etcdctl: Etcdctl) -> None:
+        self.etcdctl, self.stop, self.failures, self.ops = etcdctl, threading.Event(), [], 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                self.etcdctl("put", "/traffic", str(i))
+                assert self.etcdctl("get", "/traffic", "--print-value-only").strip() == str(i)
+                self.ops += 1
+            except Exception as err:  # noqa: BLE001 - collected and asserted on
+                self.failures.append(f"{time.monotonic():.1f} {err}")
+            time.sleep(0.1)
+
+    def __enter__(self) -> "Traffic":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp_path, assert_no_leak):
+    orb = "e" + uuid.uuid4().hex[:6]
+    with e2e_machines() as machines:
+        first = repo.push({"desired.yml": desired(orb, 3)}, "three members")
+        wid = await takeoff(client, RepoRef(url=repo.url))
+        status = await wait_cluster(repo, first)
+        assert len(status.nodes) == 3 and all(n.ready for n in status.nodes)
+        assert sum(1 for n in status.nodes if n.leader) == 1
+        assert len(status.endpoints) == 3 and all(e.startswith("https://") for e in status.endpoints)
+
+        etcdctl = Etcdctl(repo, "meta", tmp_path)
+        for i in range(20):
+            etcdctl("put", f"/k/{i}", f"v{i}")
+
+        five = repo.push({"desired.yml": desired(orb, 5)}, "five members")
+        await poke(client, wid)
+        status = await wait_cluster(repo, five)
+        assert len(status.nodes) == 5 and all(n.ready for n in status.nodes)
+        etcdctl = Etcdctl(repo, "meta", tmp_path)  # the bundle lists the new endpoints
+        assert len(etcdctl.endpoints.split(",")) == 5
+        assert etcdctl("get", "/k/7", "--print-value-only").strip() == "v7"
+
+        three = repo.push({"desired.yml": desired(orb, 3)}, "back to three")
+        await poke(client, wid)
+        status = await wait_cluster(repo, three)
+        assert len(status.nodes) == 3
+        kept = {n.machine for n in status.nodes}
+        assert {m["id"] for m in machines.list_status()} == kept  # the removed machines are gone
+        etcdctl = Etcdctl(repo, "meta", tmp_path)
+        assert etcdctl("get", "/k/19", "--print-value-only").strip() == "v19"
+        assert len(etcdctl("member", "list").strip().splitlines()) == 3
+
+        with Traffic(etcdctl) as traffic:
+            rolled = repo.push(
+                {"desired.yml": desired(orb, 3, "      flags: {heartbeatInterval: 150, electionTimeout: 1500}\n")},
+                "slower heartbeat",
+            )
+            await poke(client, wid)
+            status = await wait_cluster(repo, rolled)
+        assert traffic.ops > 10
+        assert len(traffic.failures) <= 2, traffic.failures  # a leader change may cost a request or two
+        assert etcdctl("get", "/k/3", "--print-value-only").strip() == "v3"
+
+        gone = repo.push({"desired.yml": desired(orb, 3, "      destroyed: true\n")}, "destroy")
+        await poke(client, wid)
+        status = await wait_cluster(repo, gone, phase="Destroyed")
+        assert status.nodes == [] and machines.list_status() == []
+        if RECORD:  # a rich history for the determinism guard (tests/test_replay.py)
+            await save_history(client, "cluster_etcd_lifecycle", f"cluster/{orb}/meta", "ClusterWorkflow")
+        await client.get_workflow_handle(wid).terminate()
+        await client.get_workflow_handle(f"cluster/{orb}/meta").terminate()
+        # The client key orbiter generated is in no history, log, state file or commit in plain text.
+        key_line = (tmp_path / "etcd-key.pem").read_text().strip().splitlines()[1]
+        assert_no_leak([key_line], repos=[repo.remote])
