@@ -1,12 +1,13 @@
 """orbiter machines: the local provider's machines on this host."""
 
+import contextlib
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from temporalio.client import Client
 
-from orbiter.activities.providers.local import LocalProviderError, gc, list_all_local_machines
+from orbiter.activities.providers.local import LocalProviderError, all_providers, gc, list_all_local_machines
 from orbiter.workflows.cluster import ClusterWorkflow
 
 from .common import Output, OutputOpt, console, fail, print_json
@@ -56,3 +57,27 @@ def gc_command(yes: Annotated[bool, typer.Option("--yes", help="delete without a
     except LocalProviderError as err:
         fail(str(err))
     console.print(f"deleted {', '.join(removed)}", highlight=False)
+
+
+@app.command("rm")
+def rm_command(
+    machines: Annotated[list[str] | None, typer.Argument(help="PROVIDER/ID of machines to delete")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="delete every local machine and bridge on this host")] = False,
+) -> None:
+    """Delete local machines now, whoever owns them (their clusters will see them gone)."""
+    if not machines and not all_:
+        fail("name machines as PROVIDER/ID, or pass --all")
+    try:
+        found = list_all_local_machines()
+        wanted = found if all_ else [m for m in found if f"{m['provider']}/{m['id']}" in set(machines or [])]
+        missing = set(machines or []) - {f"{m['provider']}/{m['id']}" for m in found}
+        if missing:
+            fail(f"no local machine {', '.join(sorted(missing))} (see `orbiter machines ls`)")
+        removed = gc({(m["provider"], m["id"]) for m in found if m not in wanted})
+        if all_:
+            for provider in all_providers():
+                with contextlib.suppress(LocalProviderError):
+                    provider.destroy_network()
+    except LocalProviderError as err:
+        fail(str(err))
+    console.print(f"deleted {', '.join(removed) or 'nothing'}", highlight=False)

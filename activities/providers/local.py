@@ -341,7 +341,7 @@ class LocalProvider:
                 self._write_json(self.path / "ipam.json", ipam)
 
 
-def _providers(state: Path | None) -> list[LocalProvider]:
+def all_providers(state: Path | None = None) -> list[LocalProvider]:
     """Every local provider that has state under state_dir()/local."""
     root = (state or state_dir()) / "local"
     out = []
@@ -354,14 +354,14 @@ def _providers(state: Path | None) -> list[LocalProvider]:
 def list_all_local_machines(state: Path | None = None) -> list[dict[str, Any]]:
     """For `orbiter machines ls`: provider, id, pool, ip, state of every local machine."""
     return [
-        {"provider": p.name, **row} for p in _providers(state) for row in p.list_status()
+        {"provider": p.name, **row} for p in all_providers(state) for row in p.list_status()
     ]
 
 
 def gc(owned: set[tuple[str, str]], state: Path | None = None) -> list[str]:
     """Delete local machines whose (provider, id) is not owned; return "provider/id" removed."""
     removed = []
-    for p in _providers(state):
+    for p in all_providers(state):
         for mid in p._ids():
             if (p.name, mid) not in owned:
                 p.delete(mid)
