@@ -109,3 +109,36 @@ class Etcdctl:
         if check and out.returncode != 0:
             raise AssertionError(f"etcdctl {' '.join(args)} failed: {out.stderr.strip()}")
         return out.stdout
+
+
+# -- crash and fault tests (tests/test_etcd_crash.py) -----------------------------------------
+
+
+async def wait_step(repo: GitRepo, prefix: str, timeout: float = 600) -> ClusterStatus:
+    """current.yml reports the cluster's step starting with `prefix`; fail fast on Blocked."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = current(repo).clusters.get("meta") if repo.remote_file("current.yml") else None
+        if last and (last.step or "").startswith(prefix):
+            return last
+        if last and last.phase == "Blocked":
+            raise AssertionError(f"cluster Blocked waiting for step {prefix!r}: {last.error}")
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"step {prefix!r} not reported in {timeout}s; last: {last}")
+
+
+def started_members(etcdctl: Etcdctl) -> list[dict]:
+    """`etcdctl member list` as JSON; an added member that never started has no name."""
+    import json
+
+    return json.loads(etcdctl("member", "list", "-w", "json"))["members"]
+
+
+async def stop_orb(client: Client, orb: str, gitops_id: str, machines: LocalProvider) -> None:
+    """Terminate the GitOps, cluster and node agent workflows of a test orb (absent ones are fine)."""
+    ids = [gitops_id, f"cluster/{orb}/meta"] + [f"node/{orb}/meta/{m['id']}" for m in machines.list_status()]
+    ids += [f"node/{orb}/meta/meta-etcd-{i}" for i in range(9)]
+    for wid in dict.fromkeys(ids):
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(wid).terminate("test over")
