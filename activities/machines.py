@@ -129,18 +129,20 @@ def _static_machines(input: AcquireMachinesInput, provider: StaticProvider) -> l
     maintenance = resolve_secret(input.secrets, names["maintenance"]).decode()
     maintenance_pub = resolve_secret(input.secrets, names["maintenance_pub"]).decode()
     listed = {m.id: m for m in provider.pools.get(input.pool, [])}
-    out: list[Machine] = []
+    machines: list[Machine] = []
     for mid in input.machine_ids:
         spec = listed.get(mid)
         if spec is None:
             raise ApplicationError(f"static provider {input.provider_name} has no machine {mid} in pool {input.pool}",
                                    type="UnknownMachine", non_retryable=True)
-        machine = Machine(id=mid, provider=input.provider_name, provider_kind="static", pool=input.pool,
-                          ip=spec.ip, user=provider.remote_user, key_secret=names["maintenance"],
-                          host_key=input.host_keys.get(mid))
-        activity.heartbeat(mid)
-        out.append(switch_to_maintenance_key(machine, bootstrap, maintenance, maintenance_pub))
-    return out
+        machines.append(Machine(id=mid, provider=input.provider_name, provider_kind="static", pool=input.pool,
+                                ip=spec.ip, user=provider.remote_user, key_secret=names["maintenance"],
+                                host_key=input.host_keys.get(mid)))
+    activity.heartbeat(len(machines))
+    # Machines are independent: switch their keys at the same time.
+    with ThreadPoolExecutor(max_workers=min(16, len(machines) or 1)) as pool:
+        return list(pool.map(lambda m: switch_to_maintenance_key(m, bootstrap, maintenance, maintenance_pub),
+                             machines))
 
 
 def local_provider(name: str, provider: LocalProvider) -> LocalMachines:

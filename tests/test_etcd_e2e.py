@@ -1,11 +1,15 @@
 """Issue 4 end to end: a pushed etcd cluster on local machines: bootstrap, scale, roll, destroy."""
 
+import asyncio
+import json
 import threading
 import time
 import uuid
 
 import pytest
+from typer.testing import CliRunner
 
+from orbiter.cli.app import app
 from orbiter.models.refs import RepoRef
 
 from .conftest import GitRepo
@@ -54,6 +58,13 @@ async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp
         assert len(status.nodes) == 3 and all(n.ready for n in status.nodes)
         assert sum(1 for n in status.nodes if n.leader) == 1
         assert len(status.endpoints) == 3 and all(e.startswith("https://") for e in status.endpoints)
+
+        # `orbiter machines ls` shows them, with the IPs current.yml reports.
+        listed = await asyncio.to_thread(CliRunner().invoke, app, ["machines", "ls", "-o", "json"])
+        assert listed.exit_code == 0, listed.output
+        rows = {(m["provider"], m["id"]): m for m in json.loads(listed.stdout)}
+        for node in status.nodes:
+            assert rows[("lab", node.machine)]["ip"] == node.ip and rows[("lab", node.machine)]["state"] == "running"
 
         etcdctl = Etcdctl(repo, "meta", tmp_path)
         for i in range(20):
