@@ -472,6 +472,8 @@ class OrbiterBench:
         key_file = self.root / "masterkey"
         key_file.write_bytes(self.master_key)
         key_file.chmod(0o600)
+        # The client's payload codec encrypts with the master key too: this process needs it.
+        os.environ["ORBITER_MASTERKEY_FILE"] = str(key_file)
         port, ui_port = _free_port(), _free_port()
         address = f"127.0.0.1:{port}"
         t0 = time.monotonic()
@@ -665,7 +667,7 @@ class OrbiterBench:
         for phase, origin, until in (("bootstrap", wall0, noop0), ("noop", noop0, None)):
             if origin is None:
                 continue
-            picked = [s for s in raw if s.start >= origin - 0.5 and (until is None or s.start < until)]
+            picked = [s for s in raw if s.start >= origin and (until is None or s.start < until)]
             out[phase] = _merge_spans(picked, origin)
         return out
 
@@ -787,8 +789,13 @@ def restore_root_key(lab: Lab, n: int, maintenance: str | None) -> None:
 
 def _orbiter(lab: Lab) -> OrbiterBench:
     if lab.orbiter is None:
-        lab.orbiter = OrbiterBench(lab.workdir)
-        lab.orbiter.start()
+        harness = OrbiterBench(lab.workdir)
+        try:
+            harness.start()
+        except BaseException:
+            harness.stop()
+            raise
+        lab.orbiter = harness
     return lab.orbiter
 
 
@@ -880,6 +887,7 @@ def _median_timeline(runs: list[list[dict]]) -> list[dict]:
             "start": statistics.median(t["start"] for t in ts),
             "end": statistics.median(t["end"] for t in ts),
             "queued": statistics.median(t["queued"] for t in ts),
+            "busy": statistics.median(t["busy"] for t in ts),
             "count": statistics.median(t["count"] for t in ts),
             "runs": len(ts),
         })
@@ -1078,6 +1086,7 @@ def main(argv: list[str] | None = None) -> int:
                         "runs": args.runs,
                         "results": rows,
                         "orbiter": orbiter_rows,
+                        "orbiter_runs": lab.orbiter.records if lab.orbiter else [],
                     },
                     indent=2,
                 )

@@ -75,7 +75,9 @@ class EtcdReconcile:
         self.versions, self.apt_source = prepared.versions, prepared.apt_source
         if not any(m.joined for m in self.members):
             await self.bootstrap()
-        while len(self.members) < self.spec.members.nodes:
+        # A member whose add was cut short (Blocked, then retry or a new commit) is finished first:
+        # it is already counted in self.members but has no etcd membership or machine to rely on.
+        while len(self.members) < self.spec.members.nodes or any(not m.joined for m in self.members):
             await self.cluster.checkpoint()
             await self.add_member()
         while len(self.members) > self.spec.members.nodes:
