@@ -64,6 +64,9 @@ class EtcdReconcile:
         self.pool = self.spec.members.pool
         self.versions: dict[str, str] = {}
         self.apt_source: str | None = None
+        # The latest status of the whole member set; a health gate's answer serves as the
+        # observation too, so a step costs no second etcdctl round trip.
+        self.fresh: EtcdStatusResult | None = None
 
     # --- the runbook --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -84,8 +87,10 @@ class EtcdReconcile:
             await self.cluster.checkpoint()
             await self.remove_member()
         await self.roll()
-        await self.step("observe")
-        await self.observe(await self.status())
+        if self.fresh is None:
+            await self.step("observe")
+            self.fresh = await self.status()
+        await self.observe(self.fresh)
 
     async def step(self, text: str | None) -> None:
         await self.cluster.set_step(text)
@@ -160,7 +165,7 @@ class EtcdReconcile:
     async def status(
         self, wait: bool = False, expect: int | None = None, members: list[MemberRecord] | None = None
     ) -> EtcdStatusResult:
-        return await workflow.execute_activity(
+        result = await workflow.execute_activity(
             etcd_status,
             EtcdStatusInput(
                 target=self.target(members),
@@ -173,6 +178,8 @@ class EtcdReconcile:
             retry_policy=ETCD_RETRY,
             summary="health gate" if wait else "etcd status",
         )
+        self.fresh = result
+        return result
 
     async def converge(self, members: list[MemberRecord], parallel: int | None = None) -> None:
         specs = {m.name: self.node_spec(m) for m in members}
@@ -195,7 +202,7 @@ class EtcdReconcile:
         await self.status(wait=True, expect=len(self.members))
         for m in self.members:
             m.joined = True
-        await self.observe_quietly()
+        await self.observe(self.fresh)
 
     async def add_member(self) -> None:
         """member add, start with state `existing`, health gate: one member at a time."""
@@ -223,7 +230,7 @@ class EtcdReconcile:
         await self.converge([member])
         await self.status(wait=True, expect=len(joined) + 1, members=joined + [member])
         member.joined = True
-        await self.observe_quietly()
+        await self.observe(self.fresh)
 
     async def remove_member(self) -> None:
         """Never below one member, never the leader while another can go, never below quorum."""
@@ -255,6 +262,7 @@ class EtcdReconcile:
         )
         await self.release(victim)
         self.state.members = [m for m in self.members if m is not victim]
+        self.fresh = None  # the member set changed: the next observation asks etcd again
         await self.observe_quietly()
 
     async def roll(self) -> None:

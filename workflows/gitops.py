@@ -35,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Reports that arrive within this window leave in one commit.
 BATCH_WINDOW = timedelta(seconds=1)
+# A cluster arriving at one of these is news an operator waits for: written without the window.
+SETTLED = {"Ready", "Blocked", "Paused", "Destroyed"}
 ITERATIONS_BEFORE_CONTINUE_AS_NEW = 500
 GIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3
@@ -53,7 +55,7 @@ class GitOpsWorkflow:
         self.repo = input.repo
         self.state = input.state or GitOpsState()
         self.poked = False
-        self.report_since: object | None = None
+        self.urgent = False
 
     @workflow.run
     async def run(self, input: GitOpsInput) -> None:
@@ -65,7 +67,9 @@ class GitOpsWorkflow:
                 await self._poll()
             if self.state.dirty:
                 # Let reports that arrive together leave in one commit.
-                await workflow.sleep(BATCH_WINDOW)
+                if not self.urgent:
+                    await workflow.sleep(BATCH_WINDOW)
+                self.urgent = False
                 await self._write_back()
             iterations += 1
             if iterations >= ITERATIONS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
@@ -210,9 +214,12 @@ class GitOpsWorkflow:
     def report(self, report: ClusterReport) -> None:
         status = report.status.model_copy()
         status.orphaned = self.state.orb is not None and report.cluster not in self.state.orb.spec.clusters
-        if self.state.status.clusters.get(report.cluster) != status:
+        previous = self.state.status.clusters.get(report.cluster)
+        if previous != status:
             self.state.status.clusters[report.cluster] = status
             self.state.dirty = True
+            if status.phase in SETTLED and (previous is None or previous.phase != status.phase):
+                self.urgent = True
         for name, sealed in report.sealed_secrets.items():
             if self.state.pending_secrets.get(name, self.state.committed_secrets.get(name)) != sealed:
                 self.state.pending_secrets[name] = sealed
