@@ -22,7 +22,7 @@ from orbiter.activities.ssh import (
     SshError,
     SshSession,
     Unreachable,
-    connect,
+    pooled,
 )
 from orbiter.agent.apply import ApplyError, apply_changes
 from orbiter.agent.observe import ObserveError, observe_script, parse_observation
@@ -62,7 +62,7 @@ def _session(machine: Machine, secrets: SecretsRef) -> Iterator[SshSession]:
     """An SSH session; every known failure leaves as an ApplicationError."""
     try:
         key = resolve_secret(secrets, machine.key_secret).decode()
-        with connect(machine, key) as session:
+        with pooled(machine, key) as session:
             yield session
     except (SshError, SecretsError, ApplyError, ObserveError) as err:
         raise _error(machine, err) from None

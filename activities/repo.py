@@ -1,5 +1,6 @@
 """The worker's cached mirror of each watched repository, and git over SSH with pinned host keys."""
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -117,7 +118,15 @@ def ensure_commit(repo: RepoRef, commit: str) -> Path:
 
 
 def read_file(repo: RepoRef, commit: str, name: str) -> str | None:
-    """A file's content at a commit, None when the commit does not have it."""
+    """A file's content at a commit, None when the commit does not have it.
+
+    Cached: a commit's content never changes, and every node activity reads secrets.yml."""
+    return _read_file(repo.model_dump_json(), commit, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_file(repo_json: str, commit: str, name: str) -> str | None:
+    repo = RepoRef.model_validate_json(repo_json)
     path = ensure_commit(repo, commit)
     out = git(repo, "show", f"{commit}:{name}", cwd=path, check=False)
     return out.stdout if out.returncode == 0 else None

@@ -12,12 +12,15 @@ session should be used by one thread at a time).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import select
 import shlex
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -131,6 +134,9 @@ class SshSession:
     def close(self) -> None:
         """Close the connection; safe to call twice."""
         self._transport.close()
+
+    def is_active(self) -> bool:
+        return self._transport.is_active()
 
     def _wrap(self, command: str) -> str:
         if self.machine.user == "root":
@@ -284,3 +290,38 @@ def connect(
     except BaseException:
         transport.close()
         raise
+
+
+# Sessions a worker keeps open between activities, so observe -> apply -> status on one machine
+# cost round trips, not handshakes. Keyed by everything that decided trust and identity.
+POOL_IDLE_SECONDS = 30.0
+_pool: dict[tuple[str, ...], list[tuple[float, SshSession]]] = {}
+_pool_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def pooled(machine: Machine, private_key: str, *, timeout: float = 10) -> Iterator[SshSession]:
+    """A session from this worker's pool (or a new one); returned to the pool if it is still sound."""
+    key = (machine.id, machine.ip, str(machine.ssh_port), machine.user, machine.host_key or "",
+           hashlib.sha256(private_key.encode()).hexdigest())
+    session = None
+    with _pool_lock:
+        idle = _pool.get(key, [])
+        while idle and session is None:
+            since, candidate = idle.pop()
+            if time.monotonic() - since < POOL_IDLE_SECONDS and candidate.is_active():
+                session = candidate
+            else:
+                candidate.close()
+    if session is None:
+        session = connect(machine, private_key, timeout=timeout)
+    sound = False
+    try:
+        yield session
+        sound = True
+    finally:
+        if sound and session.is_active():
+            with _pool_lock:
+                _pool.setdefault(key, []).append((time.monotonic(), session))
+        else:
+            session.close()

@@ -5,6 +5,7 @@ git: they land in this workflow's state and leave in one batched commit.
 """
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -66,9 +67,10 @@ class GitOpsWorkflow:
                 self.poked = False
                 await self._poll()
             if self.state.dirty:
-                # Let reports that arrive together leave in one commit.
+                # Let reports that arrive together leave in one commit, unless a cluster settled.
                 if not self.urgent:
-                    await workflow.sleep(BATCH_WINDOW)
+                    with contextlib.suppress(TimeoutError):
+                        await workflow.wait_condition(lambda: self.urgent, timeout=BATCH_WINDOW)
                 self.urgent = False
                 await self._write_back()
             iterations += 1
