@@ -67,6 +67,12 @@ class AptRepo:
             out.setdefault(fields["Package"], set()).add(fields["Version"])
         return out
 
+    def served_versions(self) -> dict[str, set[str]]:
+        """Package name -> versions the repo already serves (added by ensure_packages or by hand)."""
+        if not self.meta.exists():
+            return {}
+        return self._available()
+
     def ensure_packages(self, packages: list[tuple[str, str | None]]) -> None:
         """Make (name, exact version or None) installable from the repo, with dependencies."""
         self.repo.mkdir(parents=True, exist_ok=True)

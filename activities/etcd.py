@@ -10,6 +10,7 @@ SecretsError, QuorumRefused and UnstartedMember need an operator or a different 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -52,7 +53,7 @@ from orbiter.worker.masterkey import load_master_key
 
 from .repo import read_file
 from .secretstore import resolve_secret
-from .ssh import AuthFailed, HostKeyChanged, SshError, SshSession, Unreachable, connect
+from .ssh import AuthFailed, HostKeyChanged, SshError, SshSession, Unreachable, pooled
 
 CA_DAYS = 3650
 LEAF_DAYS = 730
@@ -319,6 +320,7 @@ class _Etcdctl:
         self.target = target
         self.session: SshSession | None = None
         self.machine: Machine | None = None
+        self._held = contextlib.ExitStack()  # gives the session back to the worker's pool
 
     def _where(self, machine: Machine | None = None) -> str:
         m = machine or self.machine
@@ -326,7 +328,7 @@ class _Etcdctl:
 
     def close(self) -> None:
         if self.session is not None:
-            self.session.close()
+            self._held.close()
             self.session = None
 
     def _connect(self) -> SshSession:
@@ -337,7 +339,7 @@ class _Etcdctl:
         for machine in self.target.via:
             try:
                 key = resolve_secret(self.target.secrets, machine.key_secret).decode()
-                self.session, self.machine = connect(machine, key), machine
+                self.session, self.machine = self._held.enter_context(pooled(machine, key)), machine
                 return self.session
             except Unreachable as err:
                 unreachable.append(_one_line(str(err), 200))

@@ -1,5 +1,6 @@
 """Provider activities: a workflow asks for machines and never knows which provider made them."""
 
+import contextlib
 import io
 import shlex
 import subprocess
@@ -31,7 +32,7 @@ from .providers.local import LocalProvider as LocalMachines
 from .providers.local import LocalProviderError
 from .repo import read_file
 from .secretstore import resolve_secret
-from .ssh import AuthFailed, SshError, Unreachable, connect, generate_ed25519
+from .ssh import AuthFailed, SshError, SshSession, Unreachable, connect, generate_ed25519, pooled
 
 
 def _fail(err: Exception) -> ApplicationError:
@@ -94,25 +95,41 @@ def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintena
     if bootstrap_blob in maintenance_public:
         # Removing the bootstrap key would then lock orbiter out of the machine.
         raise SecretsError(f"machine {machine.id}: the bootstrap key is the maintenance key; give a key of its own")
+    if machine.host_key is None:
+        # Orbiter has not reached this machine yet, so the bootstrap key is the one that opens it;
+        # unless a run cut short already removed it, and then the maintenance key below does.
+        with contextlib.suppress(AuthFailed), connect(machine, bootstrap_private) as boot:
+            machine = machine.model_copy(update={"host_key": boot.host_key})
+            _install_key(boot, maintenance_public)
     try:
-        session = connect(machine, maintenance_private)
+        return _remove_bootstrap_key(machine, maintenance_private, bootstrap_blob)
     except AuthFailed:
+        # Seen before but the maintenance key is not on it yet: a switch cut short before the install.
         with connect(machine, bootstrap_private) as boot:
             machine = machine.model_copy(update={"host_key": boot.host_key})
-            line = shlex.quote(maintenance_public.strip())
-            boot.run(
-                "home=$(getent passwd \"$SUDO_USER\" | cut -d: -f6); [ -n \"$home\" ] || home=$HOME;"
-                f" user=$(id -un); [ -n \"$SUDO_USER\" ] && user=$SUDO_USER;"
-                " f=\"$home/.ssh/authorized_keys\"; mkdir -p \"$home/.ssh\" && touch \"$f\" &&"
-                # A file without a final newline would glue our key onto its last line.
-                " ([ -z \"$(tail -c1 \"$f\")\" ] || echo >> \"$f\") &&"
-                f" (grep -qxF {line} \"$f\" || echo {line} >> \"$f\") &&"
-                " chown -R \"$user\" \"$home/.ssh\" && chmod 700 \"$home/.ssh\" && chmod 600 \"$f\"",
-                check=True,
-            )
-        session = connect(machine, maintenance_private)
-    with session:
-        machine = machine.model_copy(update={"host_key": session.host_key})
+            _install_key(boot, maintenance_public)
+        return _remove_bootstrap_key(machine, maintenance_private, bootstrap_blob)
+
+
+def _install_key(boot: SshSession, maintenance_public: str) -> None:
+    line = shlex.quote(maintenance_public.strip())
+    boot.run(
+        "home=$(getent passwd \"$SUDO_USER\" | cut -d: -f6); [ -n \"$home\" ] || home=$HOME;"
+        f" user=$(id -un); [ -n \"$SUDO_USER\" ] && user=$SUDO_USER;"
+        " f=\"$home/.ssh/authorized_keys\"; mkdir -p \"$home/.ssh\" && touch \"$f\" &&"
+        # A file without a final newline would glue our key onto its last line.
+        " ([ -z \"$(tail -c1 \"$f\")\" ] || echo >> \"$f\") &&"
+        f" (grep -qxF {line} \"$f\" || echo {line} >> \"$f\") &&"
+        " chown -R \"$user\" \"$home/.ssh\" && chmod 700 \"$home/.ssh\" && chmod 600 \"$f\"",
+        check=True,
+    )
+
+
+def _remove_bootstrap_key(machine: Machine, maintenance_private: str, bootstrap_blob: str) -> Machine:
+    """Log in with the maintenance key (proving it works) and remove the bootstrap key.
+
+    The session stays in the worker's pool for the node agent's first round."""
+    with pooled(machine, maintenance_private) as session:
         session.run(
             "home=$(getent passwd \"${SUDO_USER:-$(id -un)}\" | cut -d: -f6);"
             " f=\"$home/.ssh/authorized_keys\";"
@@ -120,7 +137,7 @@ def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintena
             " [ -f \"$f.orbiter\" ] && cat \"$f.orbiter\" > \"$f\" && rm -f \"$f.orbiter\"; true",
             check=True,
         )
-    return machine
+        return machine.model_copy(update={"host_key": session.host_key})
 
 
 def _static_machines(input: AcquireMachinesInput, provider: StaticProvider) -> list[Machine]:
@@ -205,10 +222,13 @@ def prepare_packages(input: PreparePackagesInput) -> PreparePackagesResult:
     provider = input.provider
     if not isinstance(provider, LocalProvider):
         # Static and GCE machines install from their own mirrors; the agent pins `<version>*`.
-        return PreparePackagesResult(versions={n: f"{v}*" for n, v in input.packages.items()})
+        return PreparePackagesResult(versions={n: v if v.endswith("*") else f"{v}*" for n, v in input.packages.items()})
     try:
         repo = AptRepo(local_provider(input.provider_name, provider))
-        versions = resolve_host_versions(input.packages)
+        # Packages the repo already serves at the wanted version (e.g. built locally and added to
+        # it) are taken as they are; the rest come from the host's apt.
+        versions = served_versions(repo.served_versions(), input.packages)
+        versions |= resolve_host_versions({n: v for n, v in input.packages.items() if n not in versions})
         repo.ensure_packages(sorted(versions.items()))
         repo.ensure_served()
         return PreparePackagesResult(versions=versions, apt_source=repo.source_line())
@@ -219,9 +239,22 @@ def prepare_packages(input: PreparePackagesInput) -> PreparePackagesResult:
                                type="PackagesError") from None
 
 
+ANY = "*"  # a wanted version meaning "the newest version offered"
+
+
 def upstream(version: str) -> str:
     """"3.4.23-4+b6" -> "3.4.23"; "1:2.0-1" -> "2.0"."""
     return version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def served_versions(served: dict[str, set[str]], packages: dict[str, str]) -> dict[str, str]:
+    """The exact versions of wanted packages a repo already serves; the highest when several match."""
+    out: dict[str, str] = {}
+    for name, wanted in packages.items():
+        match = sorted(v for v in served.get(name, set()) if wanted == ANY or upstream(v) == wanted or v == wanted)
+        if match:
+            out[name] = match[-1]
+    return out
 
 
 def resolve_host_versions(packages: dict[str, str]) -> dict[str, str]:
@@ -230,7 +263,7 @@ def resolve_host_versions(packages: dict[str, str]) -> dict[str, str]:
     for name, wanted in packages.items():
         proc = subprocess.run(["apt-cache", "madison", name], capture_output=True, text=True, timeout=60)
         offered = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.count("|") >= 2]
-        match = [v for v in offered if upstream(v) == wanted or v == wanted]
+        match = [v for v in offered if wanted == ANY or upstream(v) == wanted or v == wanted]
         if not match:
             have = ", ".join(sorted({upstream(v) for v in offered})) or "none"
             raise ApplicationError(f"package {name} {wanted} is not available (apt offers: {have})",

@@ -5,7 +5,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from orbiter.activities import etcd, git, machines, node
+from orbiter.activities import etcd, git, kubeadm, machines, node
 from orbiter.activities.temporal_ops import TemporalOps
 from orbiter.workflows.cluster import ClusterWorkflow
 from orbiter.workflows.gitops import GitOpsWorkflow
@@ -22,4 +22,5 @@ def activities(client: Client) -> list[Callable[..., Any]]:
         machines.ensure_provider_keys, machines.acquire_machines, machines.release_machine,
         machines.prepare_packages, node.observe_node, node.apply_node,
         etcd.ensure_etcd_certs, etcd.etcd_status, etcd.etcd_member_add, etcd.etcd_member_remove,
+        *kubeadm.ACTIVITIES,
     ]

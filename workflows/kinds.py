@@ -7,7 +7,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from orbiter.models.cluster import DesiredUpdate
 
-from . import etcd
+from . import etcd, kubernetes
 from .blocked import Blocked
 
 if TYPE_CHECKING:
@@ -21,8 +21,9 @@ async def reconcile(cluster: "ClusterWorkflow", desired: DesiredUpdate) -> None:
     if desired.spec.kind == "etcd":
         await etcd.reconcile(cluster, desired)
         return
-    # Kubernetes plugs in here. Until then, say so instead of pretending: the cluster is
-    # Blocked with a clear reason and nothing is touched.
+    if desired.spec.kind == "kubernetes":
+        await kubernetes.reconcile(cluster, desired)
+        return
     raise Blocked(
         f"cluster kind {desired.spec.kind}: orbiter does not manage its machines yet; the desired"
         " state was validated and recorded, nothing was changed"

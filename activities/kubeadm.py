@@ -1,0 +1,405 @@
+"""kubeadm and kubectl over SSH: init, join, the CNI, nodes, drain, reset.
+
+Sync activities (run in the worker's thread pool). Admin commands run on the first control plane
+of the target that answers, with /etc/kubernetes/admin.conf. Bootstrap tokens and certificate
+keys are made here, written into the kubeadm config on the machine that reads it (fill()), and
+deleted afterwards: they are never in an activity's input, result or error (errors are scrubbed).
+Errors are one line naming the cluster and machine; KubeadmError, KubectlError, Unreachable and
+NotReady are retried, AuthFailed, HostKeyChanged and SecretsError need an operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import shlex
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from orbiter.models.kinds.kubernetes import fill
+from orbiter.models.kubeadm import (
+    ADMIN_CONF,
+    CA_CERT,
+    CONFIG_DIR,
+    JOIN_TOKEN_TTL,
+    KUBELET_CONF,
+    ApplyCniInput,
+    K8sNode,
+    K8sNodesInput,
+    K8sNodesResult,
+    KubeadmInitInput,
+    KubeadmInitResult,
+    KubeadmJoinInput,
+    KubeadmJoinResult,
+    KubeadmResetInput,
+    KubeadmUpgradeInput,
+    KubeTarget,
+    NodeActionInput,
+    kubeconfig_secret,
+)
+from orbiter.models.machines import Machine
+from orbiter.models.refs import SecretsRef
+from orbiter.models.secrets import SecretsError, seal
+from orbiter.worker.masterkey import load_master_key
+
+from .secretstore import resolve_secret
+from .ssh import AuthFailed, HostKeyChanged, SshError, SshSession, Unreachable, connect
+
+KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"
+KUBEADM_TIMEOUT = 600.0
+KUBECTL_TIMEOUT = 120.0
+POLL_SECONDS = 1.0
+_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_TOKEN_RE = re.compile(r"\b([a-z0-9]{6})\.([a-z0-9]{16})\b")
+_KEY_RE = re.compile(r"^([a-f0-9]{64})$", re.M)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(text.split())[-limit:]
+
+
+def _scrub(text: str, hidden: list[str]) -> str:
+    """No token or certificate key in a message, whichever tool printed it."""
+    for value in hidden:
+        if value:
+            text = text.replace(value, "***")
+    return _TOKEN_RE.sub("***", text)
+
+
+def _heartbeat(detail: str) -> None:
+    if activity.in_activity():
+        activity.heartbeat(detail)
+
+
+def new_token() -> str:
+    """A bootstrap token in kubeadm's format, made here so it is never in a workflow's history."""
+    return (
+        "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(6))
+        + "."
+        + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(16))
+    )
+
+
+def ca_cert_hash(pem: str) -> str:
+    """kubeadm's discovery pin: sha256 of the CA certificate's SubjectPublicKeyInfo."""
+    der = (
+        x509.load_pem_x509_certificate(pem.encode())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+class _Remote:
+    """A session to one machine (or the first of several that answers), kept across calls."""
+
+    def __init__(self, cluster: str, machines: list[Machine], secrets_ref: SecretsRef) -> None:
+        self.cluster, self.machines, self.secrets = cluster, machines, secrets_ref
+        self.session: SshSession | None = None
+        self.machine: Machine | None = None
+        self.hidden: list[str] = []  # secret values to scrub from every message
+
+    def where(self) -> str:
+        return f"kubernetes cluster {self.cluster}" + (f" on machine {self.machine.id}" if self.machine else "")
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def _connect(self) -> SshSession:
+        unreachable: list[str] = []
+        refused: ApplicationError | None = None
+        for machine in self.machines:
+            try:
+                key = resolve_secret(self.secrets, machine.key_secret).decode()
+                self.session, self.machine = connect(machine, key), machine
+                return self.session
+            except (AuthFailed, HostKeyChanged, SecretsError) as err:
+                refused = refused or ApplicationError(
+                    f"kubernetes cluster {self.cluster} on machine {machine.id}: {_one_line(str(err))}",
+                    type=type(err).__name__,
+                    non_retryable=True,
+                )
+            except SshError as err:
+                unreachable.append(_one_line(str(err), 200))
+        if refused is not None:
+            raise refused
+        detail = "; ".join(unreachable) or "no machines given"
+        raise ApplicationError(f"kubernetes cluster {self.cluster}: no machine answers: {detail}", type="Unreachable")
+
+    def run(
+        self, script: str, what: str, error_type: str = "KubeadmError", timeout: float = KUBECTL_TIMEOUT,
+        ok: Callable[[int, str, str], bool] | None = None,
+    ) -> str:
+        """Run `script`; a lost connection tries the next machine once. Failures name `what`."""
+        for _ in range(2):
+            session = self.session or self._connect()
+            try:
+                r = session.run(script, timeout=timeout)
+            except Unreachable:
+                self.close()
+                continue
+            except SshError as err:
+                raise ApplicationError(
+                    f"{self.where()}: {what}: {_scrub(_one_line(str(err)), self.hidden)}", type="SshError"
+                ) from None
+            if r.status != 0 and not (ok and ok(r.status, r.stdout, r.stderr)):
+                detail = _scrub(_one_line(r.stderr or r.stdout), self.hidden) or "(no output)"
+                raise ApplicationError(f"{self.where()}: {what} exited with {r.status}: {detail}", type=error_type)
+            return r.stdout
+        raise ApplicationError(f"{self.where()}: {what}: connection lost twice", type="Unreachable")
+
+    def exists(self, path: str) -> bool:
+        return self.run(f"test -e {shlex.quote(path)} && echo yes || echo no", f"test {path}").strip() == "yes"
+
+    def upload(self, path: str, content: str) -> None:
+        session = self.session or self._connect()
+        try:
+            session.run(f"mkdir -p {shlex.quote(CONFIG_DIR)} && chmod 700 {shlex.quote(CONFIG_DIR)}", check=True)
+            session.upload(path, content.encode(), mode="0600")
+        except SshError as err:
+            raise ApplicationError(
+                f"{self.where()}: writing {path}: {_scrub(_one_line(str(err)), self.hidden)}", type="SshError"
+            ) from None
+
+
+@contextmanager
+def _remote(cluster: str, machines: list[Machine], secrets_ref: SecretsRef) -> Iterator[_Remote]:
+    remote = _Remote(cluster, machines, secrets_ref)
+    try:
+        yield remote
+    finally:
+        remote.close()
+
+
+def _admin(target: KubeTarget) -> Any:
+    return _remote(target.cluster, target.via, target.secrets)
+
+
+def _delete_token(cp: _Remote, token: str) -> None:
+    tid = token.split(".", 1)[0]
+    cp.run(
+        f"kubeadm token delete --kubeconfig {ADMIN_CONF} {tid}",
+        "kubeadm token delete",
+        ok=lambda _s, out, err: "not found" in err,
+    )
+
+
+def _read_ca_hash(remote: _Remote) -> str:
+    pem = remote.run(f"cat {CA_CERT}", f"read {CA_CERT}")
+    try:
+        return ca_cert_hash(pem)
+    except ValueError:
+        raise ApplicationError(f"{remote.where()}: {CA_CERT} is not a certificate", type="KubeadmError") from None
+
+
+@activity.defn
+def kubeadm_init(input: KubeadmInitInput) -> KubeadmInitResult:
+    """`kubeadm init --config` on the first control plane, once: an existing admin.conf means done."""
+    target = input.target
+    machine = target.via[0]
+    path = f"{CONFIG_DIR}/init.yaml"
+    with _remote(target.cluster, [machine], target.secrets) as cp:
+        initialized = False
+        if not cp.exists(ADMIN_CONF):
+            token = new_token()
+            cp.hidden.append(token)
+            values = {"TOKEN": token}
+            if "{{CERT_KEY}}" in input.config:
+                values["CERT_KEY"] = secrets.token_hex(32)
+                cp.hidden.append(values["CERT_KEY"])
+            cp.upload(path, fill(input.config, values))
+            try:
+                _heartbeat("kubeadm init")
+                extra = " --upload-certs" if "CERT_KEY" in values else ""
+                cp.run(f"kubeadm init --config {path}{extra}", "kubeadm init", timeout=KUBEADM_TIMEOUT)
+            finally:
+                cp.run(f"rm -f {path}", f"remove {path}")
+            _delete_token(cp, token)  # joins make their own short-lived tokens
+            initialized = True
+        kubeconfig = cp.run(f"cat {ADMIN_CONF}", f"read {ADMIN_CONF}")
+        ca_hash = _read_ca_hash(cp)
+    name = kubeconfig_secret(target.cluster)
+    try:
+        sealed = seal(load_master_key(), name, kubeconfig.encode())
+    except SecretsError as err:
+        raise ApplicationError(f"kubernetes cluster {target.cluster}: {err}", type="SecretsError",
+                               non_retryable=True) from None
+    return KubeadmInitResult(initialized=initialized, ca_cert_hash=ca_hash, sealed_secrets={name: sealed})
+
+
+@activity.defn
+def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
+    """Join one machine once (an existing kubelet.conf means joined), with a token made for it and
+    deleted after, and for a control plane a fresh certificate key from `upload-certs`."""
+    target = input.target
+    path = f"{CONFIG_DIR}/join.yaml"
+    with _remote(target.cluster, [input.machine], target.secrets) as node:
+        if node.exists(KUBELET_CONF):
+            return KubeadmJoinResult(joined=False)
+        with _admin(target) as cp:
+            desc = shlex.quote(f"orbiter: join of {input.node}")
+            out = cp.run(
+                f"kubeadm token create --kubeconfig {ADMIN_CONF} --ttl {JOIN_TOKEN_TTL} --description {desc}",
+                "kubeadm token create",
+            )
+            found = _TOKEN_RE.search(out)
+            if not found:
+                raise ApplicationError(f"{cp.where()}: kubeadm token create printed no token", type="KubeadmError")
+            token = found.group(0)
+            cp.hidden.append(token)
+            node.hidden.append(token)
+            try:
+                values = {"TOKEN": token}
+                if input.control_plane:
+                    out = cp.run(
+                        f"kubeadm init phase upload-certs --upload-certs --kubeconfig {ADMIN_CONF}",
+                        "kubeadm init phase upload-certs",
+                    )
+                    keys = _KEY_RE.findall(out)
+                    if not keys:
+                        raise ApplicationError(
+                            f"{cp.where()}: kubeadm init phase upload-certs printed no certificate key",
+                            type="KubeadmError",
+                        )
+                    values["CERT_KEY"] = keys[-1]
+                    cp.hidden.append(keys[-1])
+                    node.hidden.append(keys[-1])
+                node.upload(path, fill(input.config, values))
+                try:
+                    _heartbeat(f"kubeadm join {input.node}")
+                    node.run(f"kubeadm join --config {path}", "kubeadm join", timeout=KUBEADM_TIMEOUT)
+                finally:
+                    node.run(f"rm -f {path}", f"remove {path}")
+            finally:
+                _delete_token(cp, token)
+    return KubeadmJoinResult(joined=True)
+
+
+@activity.defn
+def apply_cni(input: ApplyCniInput) -> None:
+    """`kubectl apply -f` the CNI manifest from a control plane (apply is idempotent)."""
+    with _admin(input.target) as cp:
+        cp.run(f"{KUBECTL} apply -f {shlex.quote(input.manifest)}", "kubectl apply", "KubectlError",
+               timeout=KUBEADM_TIMEOUT)
+
+
+def _nodes(cp: _Remote) -> list[K8sNode]:
+    out = cp.run(f"{KUBECTL} get nodes -o json", "kubectl get nodes", "KubectlError")
+    try:
+        items = json.loads(out).get("items") or []
+    except ValueError:
+        raise ApplicationError(f"{cp.where()}: kubectl get nodes printed no JSON", type="KubectlError") from None
+    nodes = []
+    for n in items:
+        conditions = (n.get("status") or {}).get("conditions") or []
+        nodes.append(
+            K8sNode(
+                name=n["metadata"]["name"],
+                ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+                version=((n.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion"),
+                cordoned=bool((n.get("spec") or {}).get("unschedulable")),
+            )
+        )
+    return nodes
+
+
+@activity.defn
+def k8s_nodes(input: K8sNodesInput) -> K8sNodesResult:
+    """The nodes as the API sees them; with wait_ready, poll until those nodes are Ready."""
+    deadline = time.monotonic() + input.timeout_seconds
+    with _admin(input.target) as cp:
+        while True:
+            nodes = _nodes(cp)
+            ready = {n.name for n in nodes if n.ready and input.wait_version in (None, n.version)}
+            missing = [n for n in input.wait_ready if n not in ready]
+            if not missing:
+                return K8sNodesResult(nodes=nodes)
+            if time.monotonic() >= deadline:
+                raise ApplicationError(
+                    f"{cp.where()}: nodes not Ready{' at ' + input.wait_version if input.wait_version else ''}"
+                    f" after {input.timeout_seconds:g}s: {', '.join(missing)}",
+                    type="NotReady",
+                )
+            _heartbeat("waiting for " + ", ".join(missing))
+            time.sleep(POLL_SECONDS)
+
+
+def _absent(_status: int, _out: str, err: str) -> bool:
+    return "NotFound" in err or "not found" in err
+
+
+@activity.defn
+def drain(input: NodeActionInput) -> None:
+    """Cordon and drain, daemonsets ignored; a drain that cannot finish names the pods that stop it."""
+    q = shlex.quote
+    with _admin(input.target) as cp:
+        _heartbeat(f"drain {input.node}")
+        cp.run(
+            f"{KUBECTL} drain {q(input.node)} --ignore-daemonsets --delete-emptydir-data"
+            f" --timeout={int(input.timeout_seconds)}s",
+            f"kubectl drain {input.node}",
+            "DrainBlocked",
+            timeout=input.timeout_seconds + 60,
+            ok=_absent,
+        )
+
+
+@activity.defn
+def uncordon(input: NodeActionInput) -> None:
+    with _admin(input.target) as cp:
+        cp.run(f"{KUBECTL} uncordon {shlex.quote(input.node)}", f"kubectl uncordon {input.node}", "KubectlError")
+
+
+@activity.defn
+def delete_node(input: NodeActionInput) -> None:
+    """Delete the Node object; already gone is done."""
+    with _admin(input.target) as cp:
+        cp.run(f"{KUBECTL} delete node {shlex.quote(input.node)}", f"kubectl delete node {input.node}",
+               "KubectlError", ok=_absent)
+
+
+@activity.defn
+def kubeadm_upgrade(input: KubeadmUpgradeInput) -> None:
+    """`kubeadm upgrade apply VERSION -y` on the first control plane (skipped when the API already
+    runs VERSION), `kubeadm upgrade node` elsewhere (safe to repeat)."""
+    with _remote(input.target.cluster, [input.machine], input.target.secrets) as node:
+        _heartbeat(f"kubeadm upgrade {input.machine.id}")
+        if input.apply:
+            raw = node.run(f"{KUBECTL} get --raw /version", "kubectl get --raw /version", "KubectlError")
+            try:
+                running = json.loads(raw).get("gitVersion")
+            except ValueError:
+                running = None
+            if running == input.version:
+                return
+            node.run(f"kubeadm upgrade apply {shlex.quote(input.version)} -y", "kubeadm upgrade apply",
+                     timeout=KUBEADM_TIMEOUT)
+        else:
+            node.run("kubeadm upgrade node", "kubeadm upgrade node", timeout=KUBEADM_TIMEOUT)
+
+
+@activity.defn
+def kubeadm_reset(input: KubeadmResetInput) -> None:
+    """`kubeadm reset -f` on the machine; a machine without kubeadm or never joined is done."""
+    with _remote(input.cluster, [input.machine], input.secrets) as node:
+        node.run(
+            f"if command -v kubeadm >/dev/null && [ -e {KUBELET_CONF} -o -e {ADMIN_CONF} ]; then kubeadm reset -f; fi",
+            "kubeadm reset",
+            timeout=KUBEADM_TIMEOUT,
+        )
+
+
+ACTIVITIES: list[Callable[..., Any]] = [
+    kubeadm_init, kubeadm_join, apply_cni, k8s_nodes, drain, uncordon, delete_node, kubeadm_upgrade, kubeadm_reset
+]

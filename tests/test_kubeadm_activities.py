@@ -1,0 +1,38 @@
+"""The pure parts of the kubeadm activities and the package resolution the kubernetes kind relies on."""
+
+import re
+
+from orbiter.activities.kubeadm import _scrub, ca_cert_hash, new_token
+from orbiter.activities.machines import ANY, served_versions
+from orbiter.models.kinds.kubernetes import fill
+
+from .test_standins import payload, spki_hash
+
+
+def test_tokens_have_kubeadms_format_and_fill_accepts_them():
+    token = new_token()
+    assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token)
+    assert new_token() != token
+    assert fill("token: {{TOKEN}}\n", {"TOKEN": token}) == f"token: {token}\n"
+
+
+def test_messages_never_carry_a_token_or_key():
+    token, key = new_token(), "ab" * 32
+    text = f"kubeadm join failed: token {token} rejected; key {key}"
+    scrubbed = _scrub(text, [key])
+    assert token not in scrubbed and key not in scrubbed and "***" in scrubbed
+    assert _scrub(f"unknown token {new_token()}", []).endswith("***")  # even one not handed in
+
+
+def test_ca_cert_hash_is_kubeadms_discovery_pin():
+    s = payload()
+    ca = s.rsa_key()
+    pem = s.make_cert("kubernetes", ca, "kubernetes", ca, ca=True)
+    assert ca_cert_hash(pem) == spki_hash(pem) == s.ca_cert_hash(pem)
+
+
+def test_served_versions_prefer_what_the_repo_serves():
+    served = {"kubeadm": {"1.30.6-1.1", "1.31.2-1.1"}, "containerd": {"1.6.20~ds1-1+deb12u3"}}
+    wanted = {"kubeadm": "1.31.2", "kubelet": "1.31.2", "containerd": ANY}
+    assert served_versions(served, wanted) == {"kubeadm": "1.31.2-1.1", "containerd": "1.6.20~ds1-1+deb12u3"}
+    assert served_versions({}, wanted) == {}

@@ -1,0 +1,325 @@
+"""Issue 5 end to end: a pushed kubernetes cluster on local machines with the kubeadm stand-ins.
+
+The stand-in kubeadm, kubelet and kubectl packages (tests/standins) are served from the e2e
+provider's apt repository, so orbiter installs them as it would the real ones and drives them
+with kubeadm and kubectl commands; the stand-ins record every invocation, which is asserted here.
+"""
+
+import contextlib
+import uuid
+
+import pytest
+import yaml
+
+from orbiter.activities.aptrepo import AptRepo
+from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.ssh import connect
+from orbiter.models.desired import default_secret_names
+from orbiter.models.kinds import kubeadm_api
+from orbiter.models.kubeadm import kubeconfig_secret
+from orbiter.models.refs import RepoRef
+from orbiter.models.secrets import read_secret
+
+from .conftest import MASTER_KEY, GitRepo
+from .etcd_flows import poke, wait_cluster
+from .flows import takeoff
+from .standins import read_invocations, serve_standins
+from .test_standins import spki_hash
+
+pytestmark = [pytest.mark.machines, pytest.mark.slow]
+
+PROVIDER = "lab"
+SUBNET = "10.81.0.0/24"  # the etcd e2e tests use 10.80
+VERSION = "1.31.2"
+CNI = "https://raw.githubusercontent.com/projectcalico/calico/v3.28.2/manifests/calico.yaml"
+
+DESIRED = """\
+apiVersion: orbiter.dev/v1
+kind: Orb
+metadata:
+  name: {orb}
+spec:
+  pollInterval: 1h
+  maxParallel: 5
+  providers:
+    lab:
+      kind: local
+      subnet: {subnet}
+  clusters:
+    meta:
+      kind: kubernetes
+      version: v{version}
+      controlPlane: {{provider: lab, pool: cp, nodes: {cps}}}
+      workers:
+        app: {{provider: lab, pool: app, nodes: {workers}}}
+{extra}"""
+
+
+def desired(orb: str, workers: int = 1, extra: str = "", version: str = VERSION, cps: int = 1) -> str:
+    return DESIRED.format(orb=orb, subnet=SUBNET, version=version, workers=workers, extra=extra, cps=cps)
+
+
+@contextlib.contextmanager
+def k8s_machines(versions: tuple[str, ...] = (VERSION,)):
+    """The provider the desired.yml names, serving the stand-ins; every machine is gone afterwards."""
+    provider = LocalProvider(PROVIDER, SUBNET)
+    repo = AptRepo(provider)
+    try:
+        provider.ensure_network()
+        serve_standins(repo, [f"{v}-1.1" for v in versions])
+        yield provider
+    finally:
+        for machine in provider.list_status():
+            with contextlib.suppress(Exception):
+                provider.delete(machine["id"])
+        with contextlib.suppress(Exception):
+            repo.stop()
+        with contextlib.suppress(Exception):
+            provider.destroy_network()
+
+
+async def stop_orb(client, orb: str, gitops_id: str | None, machine_ids: list[str]) -> None:
+    ids = ([gitops_id] if gitops_id else []) + [f"cluster/{orb}/meta"]
+    ids += [f"node/{orb}/meta/{m}" for m in machine_ids]
+    for wid in dict.fromkeys(ids):
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(wid).terminate("test over")
+
+
+async def test_kubernetes_one_control_plane_one_worker(client, worker, repo: GitRepo, local_provider, assert_no_leak):
+    orb = "k" + uuid.uuid4().hex[:6]
+    wid = None
+    seen: list[str] = []
+    with k8s_machines() as machines:
+        try:
+            first = repo.push({"desired.yml": desired(orb)}, "one control plane, one worker")
+            wid = await takeoff(client, RepoRef(url=repo.url))
+            status = await wait_cluster(repo, first, timeout=900)
+            seen = [m["id"] for m in machines.list_status()]
+
+            assert {(n.machine, n.role) for n in status.nodes} == {
+                ("meta-cp-0", "control-plane"),
+                ("meta-app-0", "worker"),
+            }
+            assert all(n.ready and n.version == f"v{VERSION}" and n.cordoned is False for n in status.nodes)
+            by_id = {m.id: m for m in machines.list()}
+            assert {n.machine: n.ip for n in status.nodes} == {i: by_id[i].ip for i in ("meta-cp-0", "meta-app-0")}
+            cp_ip = by_id["meta-cp-0"].ip
+            assert status.endpoints == [f"https://{cp_ip}:6443"]
+
+            # The admin kubeconfig is a sealed secret in the repo, never plain text.
+            secrets_text = repo.remote_file("secrets.yml") or ""
+            kubeconfig = read_secret(MASTER_KEY, secrets_text, kubeconfig_secret("meta")).decode()
+            assert f"server: https://{cp_ip}:6443" in kubeconfig
+            assert "kubernetes-admin" not in secrets_text
+
+            key = read_secret(MASTER_KEY, secrets_text, default_secret_names(PROVIDER)["maintenance"]).decode()
+            with connect(by_id["meta-cp-0"], key) as cp, connect(by_id["meta-app-0"], key) as w:
+                cp_calls, w_calls = read_invocations(cp), read_invocations(w)
+                ca_hash = spki_hash(cp.run("cat /etc/kubernetes/pki/ca.crt", check=True).stdout)
+                leftovers = w.run("ls /etc/orbiter/kubeadm/ 2>/dev/null; true").stdout.strip()
+
+            # kubeadm init exactly once, on cp-0, with a v1beta4 config the kubeadm API accepts.
+            inits = [c for c in cp_calls if c["argv"][:2] == ["kubeadm", "init"] and "phase" not in c["argv"]]
+            assert len(inits) == 1 and inits[0]["exit"] == 0
+            [(path, text)] = inits[0]["configs"].items()
+            docs = list(yaml.safe_load_all(text))
+            assert kubeadm_api.validate(docs, "v1beta4") == []
+            init_doc = next(d for d in docs if d["kind"] == "InitConfiguration")
+            assert init_doc["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+            assert init_doc["nodeRegistration"]["name"] == "meta-cp-0"
+            init_token = init_doc["bootstrapTokens"][0]["token"]
+            assert "{{" not in text
+            assert not any(c["argv"][:2] == ["kubeadm", "join"] for c in cp_calls)
+
+            # The worker joined once, pinned to the cluster CA, with a token made for it.
+            joins = [c for c in w_calls if c["argv"][:2] == ["kubeadm", "join"]]
+            assert len(joins) == 1 and joins[0]["exit"] == 0
+            [join_text] = joins[0]["configs"].values()
+            join_docs = list(yaml.safe_load_all(join_text))
+            assert kubeadm_api.validate(join_docs, "v1beta4") == []
+            bt = join_docs[0]["discovery"]["bootstrapToken"]
+            assert bt["caCertHashes"] == [ca_hash]
+            assert bt["apiServerEndpoint"] == f"{cp_ip}:6443"
+            assert "controlPlane" not in join_docs[0]
+            join_token = bt["token"]
+            assert join_token != init_token
+            assert leftovers == ""  # the filled config (with the token) is gone
+
+            # Both tokens deleted after use: the init token after init, the join token after the join.
+            deletes = [c["argv"][-1] for c in cp_calls if c["argv"][:3] == ["kubeadm", "token", "delete"]]
+            assert deletes == [init_token.split(".")[0], join_token.split(".")[0]]
+            creates = [c for c in cp_calls if c["argv"][:3] == ["kubeadm", "token", "create"]]
+            assert len(creates) == 1 and "--ttl" in creates[0]["argv"]
+            applied = [c for c in cp_calls if c["argv"][:1] == ["kubectl"] and "apply" in c["argv"]]
+            assert [c["argv"][-1] for c in applied] == [CNI]
+            # No upload-certs for a single control plane.
+            assert not any("upload-certs" in c["argv"] for c in cp_calls)
+            tokens = [init_token, join_token]
+
+            # Scale the workers up to 2: only the new one joins.
+            two = repo.push({"desired.yml": desired(orb, workers=2)}, "two workers")
+            await poke(client, wid)
+            status = await wait_cluster(repo, two, timeout=600)
+            seen = [m["id"] for m in machines.list_status()]
+            assert sorted(n.machine for n in status.nodes) == ["meta-app-0", "meta-app-1", "meta-cp-0"]
+            assert all(n.ready for n in status.nodes)
+            by_id = {m.id: m for m in machines.list()}
+            with connect(by_id["meta-app-1"], key) as w2, connect(by_id["meta-app-0"], key) as w:
+                joins2 = [c for c in read_invocations(w2) if c["argv"][:2] == ["kubeadm", "join"]]
+                assert len(joins2) == 1 and joins2[0]["exit"] == 0
+                tokens.append(yaml.safe_load(next(iter(joins2[0]["configs"].values())))["discovery"]["bootstrapToken"]["token"])
+                assert len([c for c in read_invocations(w) if c["argv"][:2] == ["kubeadm", "join"]]) == 1
+
+            # Back to 1: the worker at the end of the pool is drained, reset, deleted and its machine removed.
+            one = repo.push({"desired.yml": desired(orb, workers=1)}, "one worker")
+            await poke(client, wid)
+            status = await wait_cluster(repo, one, timeout=600)
+            assert sorted(n.machine for n in status.nodes) == ["meta-app-0", "meta-cp-0"]
+            assert sorted(m["id"] for m in machines.list_status()) == ["meta-app-0", "meta-cp-0"]
+            with connect(by_id["meta-cp-0"], key) as cp:
+                cp_calls = read_invocations(cp)
+            kubectl = [c["argv"][3:] for c in cp_calls if c["argv"][:1] == ["kubectl"] and "get" not in c["argv"]]
+            assert [a[:2] for a in kubectl] == [["apply", "-f"], ["drain", "meta-app-1"], ["delete", "node"]]
+            assert "--ignore-daemonsets" in kubectl[1] and kubectl[2][-1] == "meta-app-1"
+
+            # Destroy: every machine goes, the kubeconfig secret stays while the cluster is in desired.yml.
+            gone = repo.push({"desired.yml": desired(orb, extra="      destroyed: true\n")}, "destroy")
+            await poke(client, wid)
+            status = await wait_cluster(repo, gone, phase="Destroyed", timeout=600)
+            assert status.nodes == [] and machines.list_status() == []
+            assert read_secret(MASTER_KEY, repo.remote_file("secrets.yml") or "", kubeconfig_secret("meta"))
+
+            # No token, certificate key or admin credential in any history, log, state file or commit.
+            admin_token = next(
+                line.split(":", 1)[1].strip() for line in kubeconfig.splitlines() if line.strip().startswith("token:")
+            )
+            await stop_orb(client, orb, wid, seen)
+            assert_no_leak([*tokens, admin_token], repos=[repo.remote])
+        finally:
+            await stop_orb(client, orb, wid, seen or [m["id"] for m in machines.list_status()])
+
+
+def _kube_steps(calls: list[dict]) -> list[str]:
+    """kubeadm and kubectl commands that change something, as "tool verb arg"."""
+    verbs = {"kubeadm": ("upgrade", "init", "join", "reset"), "kubectl": ("drain", "uncordon", "cordon", "delete")}
+    out = []
+    for c in calls:
+        argv = [a for a in c["argv"] if not a.startswith("--kubeconfig") and a != "/etc/kubernetes/admin.conf"]
+        if len(argv) > 1 and argv[1] in verbs.get(argv[0], ()):
+            out.append(" ".join(argv[:3]))
+    return out
+
+
+async def test_kubernetes_upgrade_one_minor_and_refused_downgrade(client, worker, repo: GitRepo, local_provider):
+    orb = "k" + uuid.uuid4().hex[:6]
+    wid = None
+    old, new = "1.30.6", "1.31.2"
+    with k8s_machines((old, new)) as machines:
+        try:
+            first = repo.push({"desired.yml": desired(orb, version=old)}, "at 1.30")
+            wid = await takeoff(client, RepoRef(url=repo.url))
+            status = await wait_cluster(repo, first, timeout=900)
+            assert {n.version for n in status.nodes} == {f"v{old}"}
+
+            up = repo.push({"desired.yml": desired(orb, version=new)}, "upgrade to 1.31")
+            await poke(client, wid)
+            status = await wait_cluster(repo, up, timeout=900)
+            assert {n.version for n in status.nodes} == {f"v{new}"}
+            assert all(n.ready and n.cordoned is False for n in status.nodes)
+
+            key = read_secret(
+                MASTER_KEY, repo.remote_file("secrets.yml") or "", default_secret_names(PROVIDER)["maintenance"]
+            ).decode()
+            by_id = {m.id: m for m in machines.list()}
+            with connect(by_id["meta-cp-0"], key) as cp, connect(by_id["meta-app-0"], key) as w:
+                cp_calls, w_calls = read_invocations(cp), read_invocations(w)
+                held = w.run("apt-mark showhold").stdout.split()
+            # The control plane first: kubeadm upgrade apply (with kubeadm 1.31), drain, uncordon;
+            # then the worker: upgrade node, drained from the control plane, uncordoned.
+            cp_steps = _kube_steps(cp_calls)
+            assert cp_steps == [
+                "kubeadm init --config",
+                "kubeadm upgrade apply",
+                "kubectl drain meta-cp-0",
+                "kubectl uncordon meta-cp-0",
+                "kubectl drain meta-app-0",
+                "kubectl uncordon meta-app-0",
+            ]
+            apply = next(c for c in cp_calls if c["argv"][:3] == ["kubeadm", "upgrade", "apply"])
+            assert apply["version"] == new and apply["exit"] == 0 and apply["argv"][3:] == [f"v{new}", "-y"]
+            assert _kube_steps(w_calls) == ["kubeadm join --config", "kubeadm upgrade node"]
+            upgrade_node = next(c for c in w_calls if c["argv"][:3] == ["kubeadm", "upgrade", "node"])
+            assert upgrade_node["version"] == new
+            # The worker's upgrade ran after the control plane was uncordoned.
+            assert upgrade_node["time"] > next(
+                c["time"] for c in cp_calls if c["argv"][-1] == "meta-cp-0" and "uncordon" in c["argv"]
+            )
+            assert {"kubeadm", "kubelet", "kubectl"} <= set(held)
+            assert {c["version"] for c in w_calls if c["tool"] == "kubelet"} >= {old, new}
+
+            down = repo.push({"desired.yml": desired(orb, version=old)}, "downgrade")
+            await poke(client, wid)
+            status = await wait_cluster(repo, down, phase="Blocked", timeout=300)
+            assert "downgrade" in (status.error or "") and "minor" in (status.error or "")
+        finally:
+            await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])
+
+
+async def test_kubernetes_three_control_planes_join_in_order(client, worker, repo: GitRepo, local_provider):
+    orb = "k" + uuid.uuid4().hex[:6]
+    wid = None
+    # An external load balancer in front of the control planes, played here by the first control
+    # plane's address (the machine created first on a fresh provider gets the subnet's .2).
+    lb = "10.81.0.2"
+    extra = f"      controlPlaneEndpoint: {{host: {lb}, port: 6443}}\n"
+    with k8s_machines() as machines:
+        try:
+            first = repo.push({"desired.yml": desired(orb, workers=2, cps=3, extra=extra)}, "HA")
+            wid = await takeoff(client, RepoRef(url=repo.url))
+            status = await wait_cluster(repo, first, timeout=900)
+            by_id = {m.id: m for m in machines.list()}
+            assert by_id["meta-cp-0"].ip == lb
+            assert sorted((n.machine, n.role) for n in status.nodes) == [
+                ("meta-app-0", "worker"),
+                ("meta-app-1", "worker"),
+                ("meta-cp-0", "control-plane"),
+                ("meta-cp-1", "control-plane"),
+                ("meta-cp-2", "control-plane"),
+            ]
+            assert all(n.ready for n in status.nodes) and status.endpoints == [f"https://{lb}:6443"]
+
+            key = read_secret(
+                MASTER_KEY, repo.remote_file("secrets.yml") or "", default_secret_names(PROVIDER)["maintenance"]
+            ).decode()
+            calls = {}
+            for mid, machine in by_id.items():
+                with connect(machine, key) as session:
+                    calls[mid] = read_invocations(session)
+
+            cp0 = calls["meta-cp-0"]
+            [init] = [c for c in cp0 if c["argv"][:2] == ["kubeadm", "init"] and "phase" not in c["argv"]]
+            assert "--upload-certs" in init["argv"]
+            docs = list(yaml.safe_load_all(next(iter(init["configs"].values()))))
+            assert kubeadm_api.validate(docs, "v1beta4") == []
+            cluster_doc = next(d for d in docs if d["kind"] == "ClusterConfiguration")
+            assert cluster_doc["controlPlaneEndpoint"] == f"{lb}:6443"
+            # One upload-certs per control-plane join, each key used by exactly that join.
+            uploads = [c for c in calls["meta-cp-0"] if c["argv"][:3] == ["kubeadm", "init", "phase"]]
+            assert len(uploads) == 2
+
+            joins = {}
+            for mid in ("meta-cp-1", "meta-cp-2", "meta-app-0", "meta-app-1"):
+                [join] = [c for c in calls[mid] if c["argv"][:2] == ["kubeadm", "join"]]
+                assert join["exit"] == 0
+                [doc] = yaml.safe_load_all(next(iter(join["configs"].values())))
+                assert kubeadm_api.validate([doc], "v1beta4") == []
+                assert ("controlPlane" in doc) == mid.startswith("meta-cp")
+                if "controlPlane" in doc:
+                    assert len(doc["controlPlane"]["certificateKey"]) == 64
+                joins[mid] = join["time"]
+            # Control planes one at a time, in order, then the workers.
+            assert joins["meta-cp-1"] < joins["meta-cp-2"] < min(joins["meta-app-0"], joins["meta-app-1"])
+            assert uploads[0]["time"] < joins["meta-cp-1"] < uploads[1]["time"] < joins["meta-cp-2"]
+        finally:
+            await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])
