@@ -29,6 +29,7 @@ metadata:
   name: {orb}
 spec:
   pollInterval: 1h
+  driftInterval: {drift}
   maxParallel: 5
   providers:
     lab:
@@ -42,8 +43,8 @@ spec:
 {extra}"""
 
 
-def desired(orb: str, nodes: int, extra: str = "", subnet: str = E2E_SUBNET) -> str:
-    return DESIRED.format(orb=orb, nodes=nodes, extra=extra, subnet=subnet)
+def desired(orb: str, nodes: int, extra: str = "", subnet: str = E2E_SUBNET, drift: str = "10m") -> str:
+    return DESIRED.format(orb=orb, nodes=nodes, extra=extra, subnet=subnet, drift=drift)
 
 
 @contextlib.contextmanager

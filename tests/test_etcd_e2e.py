@@ -9,11 +9,14 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
+from orbiter.activities.ssh import connect
 from orbiter.cli.app import app
+from orbiter.models.machines import Machine
 from orbiter.models.refs import RepoRef
+from orbiter.models.secrets import read_secret
 
-from .conftest import GitRepo
-from .etcd_flows import Etcdctl, desired, e2e_machines, poke, wait_cluster
+from .conftest import MASTER_KEY, GitRepo
+from .etcd_flows import Etcdctl, current, desired, e2e_machines, poke, wait_cluster
 from .flows import takeoff
 from .test_replay import RECORD
 from .test_replay import _save as save_history
@@ -49,10 +52,27 @@ class Traffic:
         self.thread.join()
 
 
+async def drift_is_put_back(repo: GitRepo, node) -> None:
+    key = read_secret(MASTER_KEY, repo.remote_file("secrets.yml"), "lab_maintenancekey").decode()
+    machine = Machine(id=node.machine, provider="lab", provider_kind="local", pool="etcd", ip=node.ip,
+                      key_secret="lab_maintenancekey", host_key=node.host_key)
+    with connect(machine, key) as session:
+        session.run("systemctl stop etcd && systemctl daemon-reload", check=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            reported = next(n for n in current(repo).clusters["meta"].nodes if n.machine == node.machine)
+            if any(c.kind == "unit" and c.target == "etcd.service" for c in reported.drift):
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError("no drift reported in current.yml")
+        assert session.run("systemctl is-active etcd").stdout.strip() == "active"
+
+
 async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp_path, assert_no_leak):
     orb = "e" + uuid.uuid4().hex[:6]
     with e2e_machines() as machines:
-        first = repo.push({"desired.yml": desired(orb, 3)}, "three members")
+        first = repo.push({"desired.yml": desired(orb, 3, drift="4s")}, "three members")
         wid = await takeoff(client, RepoRef(url=repo.url))
         status = await wait_cluster(repo, first)
         assert len(status.nodes) == 3 and all(n.ready for n in status.nodes)
@@ -65,6 +85,9 @@ async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp
         rows = {(m["provider"], m["id"]): m for m in json.loads(listed.stdout)}
         for node in status.nodes:
             assert rows[("lab", node.machine)]["ip"] == node.ip and rows[("lab", node.machine)]["state"] == "running"
+
+        # A member stopped by hand is started again by its node agent and reported as drift.
+        await drift_is_put_back(repo, status.nodes[0])
 
         etcdctl = Etcdctl(repo, "meta", tmp_path)
         for i in range(20):
