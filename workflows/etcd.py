@@ -38,7 +38,8 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.nodespec import NodeSpec
 
     from .blocked import Blocked
-    from .fleet import Fleet, spec_digest
+    from .fleet import spec_digest
+    from .reconcile import KindReconcile
 
 if TYPE_CHECKING:
     from .cluster import ClusterWorkflow
@@ -51,15 +52,11 @@ ETCD_RETRY = RetryPolicy(
 )
 
 
-class EtcdReconcile:
+class EtcdReconcile(KindReconcile):
     def __init__(self, cluster: "ClusterWorkflow", desired: DesiredUpdate) -> None:
+        super().__init__(cluster, desired)
         assert isinstance(desired.spec, EtcdCluster)
-        self.cluster = cluster
-        self.state = cluster.state
-        self.desired = desired
         self.spec: EtcdCluster = desired.spec
-        self.name = cluster.input.cluster
-        self.fleet = Fleet(cluster, desired)
         self.provider = self.spec.members.provider
         self.pool = self.spec.members.pool
         self.versions: dict[str, str] = {}
@@ -92,13 +89,6 @@ class EtcdReconcile:
             self.fresh = await self.status()
         await self.observe(self.fresh)
 
-    async def step(self, text: str | None) -> None:
-        await self.cluster.set_step(text)
-
-    @property
-    def members(self) -> list[MemberRecord]:
-        return self.state.members
-
     # --- pieces -------------------------------------------------------------------------------
     def free_ids(self, count: int) -> list[str]:
         """Machine ids for new members: the lowest unused names (local) or listed machines (static)."""
@@ -112,9 +102,6 @@ class EtcdReconcile:
         if len(free) < count:
             raise Blocked(f"pool {self.pool} of provider {self.provider} has no free machine for a new member")
         return free
-
-    def ip(self, member: MemberRecord) -> str:
-        return self.state.machines[member.name].ip
 
     def endpoints(self, members: list[MemberRecord] | None = None) -> list[str]:
         return [plan.client_url(self.ip(m), self.spec.tls) for m in (members or self.members)]

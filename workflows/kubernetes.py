@@ -50,7 +50,8 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.nodespec import AptSource, NodeSpec
 
     from .blocked import Blocked
-    from .fleet import Fleet, spec_digest
+    from .fleet import spec_digest
+    from .reconcile import KindReconcile
 
 if TYPE_CHECKING:
     from .cluster import ClusterWorkflow
@@ -68,15 +69,11 @@ RELEASE_FILES = [KUBE_DIR, plan.CONTAINERD_CONFIG]
 RELEASE_DIRS = ["/var/lib/kubelet", "/var/lib/etcd"]
 
 
-class KubernetesReconcile:
+class KubernetesReconcile(KindReconcile):
     def __init__(self, cluster: "ClusterWorkflow", desired: DesiredUpdate) -> None:
+        super().__init__(cluster, desired)
         assert isinstance(desired.spec, KubernetesCluster)
-        self.cluster = cluster
-        self.state = cluster.state
-        self.desired = desired
         self.spec: KubernetesCluster = desired.spec
-        self.name = cluster.input.cluster
-        self.fleet = Fleet(cluster, desired)
         self.versions: dict[str, dict[str, str]] = {}  # provider -> package -> exact apt version
         self.apt_sources: dict[str, str | None] = {}  # provider -> the apt line machines use
         self.observed: list[K8sNode] | None = None
@@ -121,9 +118,6 @@ class KubernetesReconcile:
         await self.step("observe")
         await self.observe(await self.nodes())
 
-    async def step(self, text: str | None) -> None:
-        await self.cluster.set_step(text)
-
     def refuse_unsupported(self) -> None:
         cpe = self.spec.control_plane_endpoint
         if cpe is not None and cpe.vip is not None:
@@ -141,10 +135,6 @@ class KubernetesReconcile:
         return sorted({v for m in self.members if m.joined and (v := m.join.get("version"))}, key=plan.parse_version)
 
     # --- members ------------------------------------------------------------------------------
-    @property
-    def members(self) -> list[MemberRecord]:
-        return self.state.members
-
     @property
     def control_planes(self) -> list[MemberRecord]:
         return [m for m in self.members if m.role == plan.CONTROL_PLANE]
@@ -191,9 +181,6 @@ class KubernetesReconcile:
         return [m for m in reversed(self.workers) if m.name not in kept]
 
     # --- pieces -------------------------------------------------------------------------------
-    def ip(self, member: MemberRecord) -> str:
-        return self.state.machines[member.name].ip
-
     def endpoint(self) -> str:
         return plan.endpoint(self.spec, self.ip(self.control_planes[0]))
 
