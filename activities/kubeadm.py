@@ -10,6 +10,7 @@ NotReady are retried, AuthFailed, HostKeyChanged and SecretsError need an operat
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -42,6 +43,7 @@ from orbiter.models.kubeadm import (
     KubeadmJoinResult,
     KubeadmResetInput,
     KubeadmUpgradeInput,
+    KubeadmUpgradeResult,
     KubeTarget,
     NodeActionInput,
     kubeconfig_secret,
@@ -370,23 +372,32 @@ def delete_node(input: NodeActionInput) -> None:
 
 
 @activity.defn
-def kubeadm_upgrade(input: KubeadmUpgradeInput) -> None:
+def kubeadm_upgrade(input: KubeadmUpgradeInput) -> KubeadmUpgradeResult:
     """`kubeadm upgrade apply VERSION -y` on the first control plane (skipped when the API already
     runs VERSION), `kubeadm upgrade node` elsewhere (safe to repeat)."""
     with _remote(input.target.cluster, [input.machine], input.target.secrets) as node:
         _heartbeat(f"kubeadm upgrade {input.machine.id}")
+        version = input.version
+        if "*" in version:
+            version = node.run("kubeadm version -o short", "kubeadm version", "KubeadmError").strip()
+            if not fnmatch.fnmatchcase(version, input.version):
+                raise ApplicationError(
+                    f"{input.machine.id}: kubeadm {version} is installed, not {input.version}: check its apt sources",
+                    type="KubeadmError",
+                    non_retryable=True,
+                )
         if input.apply:
             raw = node.run(f"{KUBECTL} get --raw /version", "kubectl get --raw /version", "KubectlError")
             try:
                 running = json.loads(raw).get("gitVersion")
             except ValueError:
                 running = None
-            if running == input.version:
-                return
-            node.run(f"kubeadm upgrade apply {shlex.quote(input.version)} -y", "kubeadm upgrade apply",
-                     timeout=KUBEADM_TIMEOUT)
+            if running != version:
+                node.run(f"kubeadm upgrade apply {shlex.quote(version)} -y", "kubeadm upgrade apply",
+                         timeout=KUBEADM_TIMEOUT)
         else:
             node.run("kubeadm upgrade node", "kubeadm upgrade node", timeout=KUBEADM_TIMEOUT)
+        return KubeadmUpgradeResult(version=version)
 
 
 @activity.defn

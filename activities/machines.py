@@ -1,9 +1,12 @@
 """Provider activities: a workflow asks for machines and never knows which provider made them."""
 
 import contextlib
+import fnmatch
 import io
+import re
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,10 +20,13 @@ from orbiter.models.machines import Machine
 from orbiter.models.provision import (
     AcquireMachinesInput,
     AcquireMachinesResult,
+    BootIdInput,
+    BootIdResult,
     EnsureKeysInput,
     EnsureKeysResult,
     PreparePackagesInput,
     PreparePackagesResult,
+    RebootMachineInput,
     ReleaseMachineInput,
 )
 from orbiter.models.refs import SecretsRef
@@ -32,7 +38,7 @@ from .providers.local import LocalProvider as LocalMachines
 from .providers.local import LocalProviderError
 from .repo import read_file
 from .secretstore import resolve_secret
-from .ssh import AuthFailed, SshError, SshSession, Unreachable, connect, generate_ed25519, pooled
+from .ssh import AuthFailed, SshError, SshSession, Unreachable, connect, forget, generate_ed25519, pooled
 
 
 def _fail(err: Exception) -> ApplicationError:
@@ -216,6 +222,58 @@ def release_machine(input: ReleaseMachineInput) -> None:
                 session.run("\n".join(script), check=True)
 
 
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+REBOOT_TIMEOUT = 600.0
+
+
+def _boot_id(machine: Machine, key: str) -> str | None:
+    """The machine's current boot id, or None while it does not answer."""
+    try:
+        with connect(machine, key, timeout=5) as session:
+            return session.run(BOOT_ID, check=True).stdout.strip()
+    except Unreachable:
+        return None
+
+
+@activity.defn
+def machine_boot_id(input: BootIdInput) -> BootIdResult:
+    with _as_application_errors():
+        key = resolve_secret(input.secrets, input.machine.key_secret).decode()
+        boot = _boot_id(input.machine, key)
+        if boot is None:
+            raise Unreachable(f"machine {input.machine.id} ({input.machine.ip}) does not answer on SSH")
+        return BootIdResult(boot_id=boot)
+
+
+@activity.defn
+def reboot_machine(input: RebootMachineInput) -> None:
+    """Reboot through the provider and wait until SSH answers from a new boot.
+
+    Idempotent: the reboot only happens while the machine still runs the boot the caller saw.
+    """
+    machine, provider = input.machine, input.provider
+    with _as_application_errors():
+        key = resolve_secret(input.secrets, machine.key_secret).decode()
+        if _boot_id(machine, key) == input.boot_id:
+            forget(machine)
+            if isinstance(provider, LocalProvider):
+                local_provider(input.provider_name, provider).reboot(machine.id)
+            else:
+                with connect(machine, key) as session:
+                    # Detached, so the SSH command returns before the machine goes down.
+                    session.run("systemd-run --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot",
+                                check=True)
+        deadline = time.monotonic() + REBOOT_TIMEOUT
+        while True:
+            activity.heartbeat(f"waiting for {machine.id} to boot")
+            boot = _boot_id(machine, key)
+            if boot is not None and boot != input.boot_id:
+                return
+            if time.monotonic() > deadline:
+                raise Unreachable(f"machine {machine.id} did not come back within {REBOOT_TIMEOUT:.0f}s of a reboot")
+            time.sleep(1)
+
+
 @activity.defn
 def prepare_packages(input: PreparePackagesInput) -> PreparePackagesResult:
     """Exact apt versions for the wanted upstream versions; local providers also serve them."""
@@ -247,11 +305,23 @@ def upstream(version: str) -> str:
     return version.split(":", 1)[-1].rsplit("-", 1)[0]
 
 
+def wanted_matches(version: str, wanted: str) -> bool:
+    """An apt version against a wanted one: "*" (any), an upstream pattern ("1.30.*"), exact."""
+    if wanted == ANY or version == wanted:
+        return True
+    return fnmatch.fnmatchcase(upstream(version), wanted) if "*" in wanted else upstream(version) == wanted
+
+
+def version_key(version: str) -> list[tuple[int, int | str]]:
+    """Orders apt versions numerically where they are numbers ("1.30.10" after "1.30.6")."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.:~+-]", version)]
+
+
 def served_versions(served: dict[str, set[str]], packages: dict[str, str]) -> dict[str, str]:
     """The exact versions of wanted packages a repo already serves; the highest when several match."""
     out: dict[str, str] = {}
     for name, wanted in packages.items():
-        match = sorted(v for v in served.get(name, set()) if wanted == ANY or upstream(v) == wanted or v == wanted)
+        match = sorted((v for v in served.get(name, set()) if wanted_matches(v, wanted)), key=version_key)
         if match:
             out[name] = match[-1]
     return out
@@ -263,7 +333,7 @@ def resolve_host_versions(packages: dict[str, str]) -> dict[str, str]:
     for name, wanted in packages.items():
         proc = subprocess.run(["apt-cache", "madison", name], capture_output=True, text=True, timeout=60)
         offered = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.count("|") >= 2]
-        match = [v for v in offered if wanted == ANY or upstream(v) == wanted or v == wanted]
+        match = [v for v in offered if wanted_matches(v, wanted)]
         if not match:
             have = ", ".join(sorted({upstream(v) for v in offered})) or "none"
             raise ApplicationError(f"package {name} {wanted} is not available (apt offers: {have})",

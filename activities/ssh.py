@@ -325,3 +325,11 @@ def pooled(machine: Machine, private_key: str, *, timeout: float = 10) -> Iterat
                 _pool.setdefault(key, []).append((time.monotonic(), session))
         else:
             session.close()
+
+
+def forget(machine: Machine) -> None:
+    """Drop this worker's pooled sessions to a machine (after a reboot they are dead)."""
+    with _pool_lock:
+        for key in [k for k in _pool if k[0] == machine.id and k[1] == machine.ip]:
+            for _, session in _pool.pop(key):
+                session.close()

@@ -1,4 +1,4 @@
-"""pause, resume, retry: operator controls sent to a cluster workflow as updates."""
+"""pause, resume, retry, replace, reboot: operator controls sent to a cluster workflow as updates."""
 
 from typing import Annotated
 
@@ -6,7 +6,7 @@ import typer
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from orbiter.models.cluster import ControlInput, ControlResult
+from orbiter.models.cluster import ControlInput, ControlResult, MachineCommandInput
 
 from .common import console, fail
 from .connection import cluster_id, run_with_client
@@ -14,14 +14,17 @@ from .connection import cluster_id, run_with_client
 ClusterArg = Annotated[str, typer.Argument(help="cluster name, or ORB/CLUSTER when several orbs share it")]
 
 
-def _control(action: str, cluster: str) -> None:
+def _control(action: str, cluster: str, arg: ControlInput | MachineCommandInput | None = None) -> None:
     async def body(client: Client) -> ControlResult:
         wid = await cluster_id(client, cluster)
         try:
             return await client.get_workflow_handle(wid).execute_update(
-                action, ControlInput(reason="cli"), result_type=ControlResult)
-        except (RPCError, WorkflowUpdateFailedError) as err:
-            fail(f"cannot {action} {wid}: {getattr(err, 'message', err)}")
+                action, arg or ControlInput(reason="cli"), result_type=ControlResult)
+        except WorkflowUpdateFailedError as err:
+            # The cause carries the workflow's refusal (a validator's message); the wrapper says nothing.
+            fail(f"cannot {action} {wid}: {getattr(err.cause, 'message', None) or err.cause or err}")
+        except RPCError as err:
+            fail(f"cannot {action} {wid}: {err.message}")
 
     result = run_with_client(body)
     console.print(f"{cluster}: {result.message} (phase {result.phase})", highlight=False)
@@ -40,3 +43,21 @@ def resume(cluster: ClusterArg) -> None:
 def retry(cluster: ClusterArg) -> None:
     """Run a Blocked cluster's reconcile again, after you fixed what blocked it."""
     _control("retry", cluster)
+
+
+def replace(
+    cluster: ClusterArg,
+    machine: Annotated[str, typer.Argument(help="the machine to replace, as `orbiter status` lists it")],
+) -> None:
+    """Replace a machine: a new one from the same pool joins first, then MACHINE is drained, reset
+    and released (deleted on local and GCE providers; static pools need a spare machine)."""
+    _control("replace", cluster, MachineCommandInput(machine=machine, reason="cli"))
+
+
+def reboot(
+    cluster: ClusterArg,
+    machine: Annotated[str, typer.Argument(help="the machine to reboot, as `orbiter status` lists it")],
+) -> None:
+    """Reboot a machine the safe way: drain its node, reboot it through its provider, wait until the
+    node is Ready again, uncordon it."""
+    _control("reboot", cluster, MachineCommandInput(machine=machine, reason="cli"))

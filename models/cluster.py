@@ -51,6 +51,8 @@ class ClusterState(Model):
     node_generations: dict[str, int] = {}
     members: list[MemberRecord] = []
     drift: dict[str, list[Change]] = {}  # machine -> what its agent last put back by itself
+    replace: list[str] = []  # machines `orbiter replace` asked for: a new one joins, then they leave
+    reboot: list[str] = []  # machines `orbiter reboot` asked for: drained, rebooted, Ready, uncordoned
 
 
 class ClusterInput(Model):
@@ -61,6 +63,13 @@ class ClusterInput(Model):
 
 
 class ControlInput(Model):
+    reason: str = ""
+
+
+class MachineCommandInput(Model):
+    """`orbiter replace` / `orbiter reboot`: one machine of the cluster."""
+
+    machine: str
     reason: str = ""
 
 

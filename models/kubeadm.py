@@ -75,6 +75,8 @@ class K8sNodesInput(Model):
     wait_ready: list[str] = []
     wait_version: str | None = None  # and, when set, running this kubelet version ("v1.31.2")
     timeout_seconds: float = 180.0
+    # With wait_ready: on each of these control planes the local API server's /readyz and etcd member.
+    gate_control_planes: list[Machine] = []
 
 
 class K8sNodesResult(Model):
@@ -90,8 +92,14 @@ class NodeActionInput(Model):
 class KubeadmUpgradeInput(Model):
     target: KubeTarget  # the control planes, for `kubectl get --raw /version`
     machine: Machine  # the machine to upgrade; its kubeadm package is already at `version`
-    version: str  # "v1.31.2"
+    # "v1.31.2", or a minor's pattern "v1.30.*" where only the machine's apt knows the patch (an
+    # upgrade hop on static machines): the installed kubeadm's own version is applied then.
+    version: str
     apply: bool  # `kubeadm upgrade apply` (the first control plane), else `kubeadm upgrade node`
+
+
+class KubeadmUpgradeResult(Model):
+    version: str  # the version the machine's kubeadm upgraded to, "v1.30.6"
 
 
 class KubeadmResetInput(Model):

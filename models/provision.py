@@ -49,3 +49,20 @@ class PreparePackagesInput(Model):
 class PreparePackagesResult(Model):
     versions: dict[str, str]  # name -> exact apt version to install
     apt_source: str | None = None  # the line machines of this provider install from
+
+
+class RebootMachineInput(Model):
+    provider_name: str
+    provider: Provider
+    machine: Machine
+    secrets: SecretsRef
+    boot_id: str  # the boot the reboot ends: a retry that finds another boot id is done already
+
+
+class BootIdInput(Model):
+    machine: Machine
+    secrets: SecretsRef
+
+
+class BootIdResult(Model):
+    boot_id: str

@@ -36,3 +36,9 @@ def test_served_versions_prefer_what_the_repo_serves():
     wanted = {"kubeadm": "1.31.2", "kubelet": "1.31.2", "containerd": ANY}
     assert served_versions(served, wanted) == {"kubeadm": "1.31.2-1.1", "containerd": "1.6.20~ds1-1+deb12u3"}
     assert served_versions({}, wanted) == {}
+
+
+def test_a_minor_pattern_takes_the_highest_patch_served():
+    served = {"kubeadm": {"1.30.6-1.1", "1.30.10-1.1", "1.31.2-1.1"}}
+    assert served_versions(served, {"kubeadm": "1.30.*"}) == {"kubeadm": "1.30.10-1.1"}
+    assert served_versions(served, {"kubeadm": "1.29.*"}) == {}

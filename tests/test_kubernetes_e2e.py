@@ -6,6 +6,8 @@ with kubeadm and kubectl commands; the stand-ins record every invocation, which 
 """
 
 import contextlib
+import ssl
+import urllib.request
 import uuid
 
 import pytest
@@ -21,9 +23,10 @@ from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
 
 from .conftest import MASTER_KEY, GitRepo
-from .etcd_flows import poke, wait_cluster
-from .flows import takeoff
+from .etcd_flows import current, poke, wait_cluster
+from .flows import takeoff, wait_for
 from .standins import read_invocations, serve_standins
+from .test_cli import ainvoke
 from .test_standins import spki_hash
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
@@ -55,14 +58,16 @@ spec:
 {extra}"""
 
 
-def desired(orb: str, workers: int = 1, extra: str = "", version: str = VERSION, cps: int = 1) -> str:
-    return DESIRED.format(orb=orb, subnet=SUBNET, version=version, workers=workers, extra=extra, cps=cps)
+def desired(
+    orb: str, workers: int = 1, extra: str = "", version: str = VERSION, cps: int = 1, subnet: str = SUBNET
+) -> str:
+    return DESIRED.format(orb=orb, subnet=subnet, version=version, workers=workers, extra=extra, cps=cps)
 
 
 @contextlib.contextmanager
-def k8s_machines(versions: tuple[str, ...] = (VERSION,)):
+def k8s_machines(versions: tuple[str, ...] = (VERSION,), subnet: str = SUBNET):
     """The provider the desired.yml names, serving the stand-ins; every machine is gone afterwards."""
-    provider = LocalProvider(PROVIDER, SUBNET)
+    provider = LocalProvider(PROVIDER, subnet)
     repo = AptRepo(provider)
     try:
         provider.ensure_network()
@@ -211,17 +216,18 @@ def _kube_steps(calls: list[dict]) -> list[str]:
     return out
 
 
-async def test_kubernetes_upgrade_one_minor_and_refused_downgrade(client, worker, repo: GitRepo, local_provider):
+async def test_kubernetes_upgrade_minor_by_minor_and_refused_downgrade(client, worker, repo: GitRepo, local_provider):
     orb = "k" + uuid.uuid4().hex[:6]
     wid = None
-    old, new = "1.30.6", "1.31.2"
-    with k8s_machines((old, new)) as machines:
+    old, mid, new = "1.29.10", "1.30.6", "1.31.2"
+    with k8s_machines((old, mid, new)) as machines:
         try:
-            first = repo.push({"desired.yml": desired(orb, version=old)}, "at 1.30")
+            first = repo.push({"desired.yml": desired(orb, version=old)}, "at 1.29")
             wid = await takeoff(client, RepoRef(url=repo.url))
             status = await wait_cluster(repo, first, timeout=900)
             assert {n.version for n in status.nodes} == {f"v{old}"}
 
+            # Two minors in one push: through 1.30 (the highest patch the repository offers).
             up = repo.push({"desired.yml": desired(orb, version=new)}, "upgrade to 1.31")
             await poke(client, wid)
             status = await wait_cluster(repo, up, timeout=900)
@@ -235,30 +241,32 @@ async def test_kubernetes_upgrade_one_minor_and_refused_downgrade(client, worker
             with connect(by_id["meta-cp-0"], key) as cp, connect(by_id["meta-app-0"], key) as w:
                 cp_calls, w_calls = read_invocations(cp), read_invocations(w)
                 held = w.run("apt-mark showhold").stdout.split()
-            # The control plane first: kubeadm upgrade apply (with kubeadm 1.31), drain, uncordon;
-            # then the worker: upgrade node, drained from the control plane, uncordoned.
-            cp_steps = _kube_steps(cp_calls)
-            assert cp_steps == [
-                "kubeadm init --config",
+            # Each hop: the control plane first (kubeadm upgrade apply with that minor's kubeadm,
+            # drain, uncordon), then the worker (upgrade node, drained from the control plane, uncordoned).
+            hop = [
                 "kubeadm upgrade apply",
                 "kubectl drain meta-cp-0",
                 "kubectl uncordon meta-cp-0",
                 "kubectl drain meta-app-0",
                 "kubectl uncordon meta-app-0",
             ]
-            apply = next(c for c in cp_calls if c["argv"][:3] == ["kubeadm", "upgrade", "apply"])
-            assert apply["version"] == new and apply["exit"] == 0 and apply["argv"][3:] == [f"v{new}", "-y"]
-            assert _kube_steps(w_calls) == ["kubeadm join --config", "kubeadm upgrade node"]
-            upgrade_node = next(c for c in w_calls if c["argv"][:3] == ["kubeadm", "upgrade", "node"])
-            assert upgrade_node["version"] == new
-            # The worker's upgrade ran after the control plane was uncordoned.
-            assert upgrade_node["time"] > next(
-                c["time"] for c in cp_calls if c["argv"][-1] == "meta-cp-0" and "uncordon" in c["argv"]
-            )
+            assert _kube_steps(cp_calls) == ["kubeadm init --config", *hop, *hop]
+            applies = [c for c in cp_calls if c["argv"][:3] == ["kubeadm", "upgrade", "apply"]]
+            assert [(c["version"], c["argv"][3:], c["exit"]) for c in applies] == [
+                (mid, [f"v{mid}", "-y"], 0),
+                (new, [f"v{new}", "-y"], 0),
+            ]
+            assert _kube_steps(w_calls) == ["kubeadm join --config", "kubeadm upgrade node", "kubeadm upgrade node"]
+            upgrade_nodes = [c for c in w_calls if c["argv"][:3] == ["kubeadm", "upgrade", "node"]]
+            assert [c["version"] for c in upgrade_nodes] == [mid, new]
+            # The worker's upgrade to each minor ran after the control plane was uncordoned at it.
+            uncordons = [c["time"] for c in cp_calls if c["argv"][-1] == "meta-cp-0" and "uncordon" in c["argv"]]
+            assert uncordons[0] < upgrade_nodes[0]["time"] < applies[1]["time"]
+            assert applies[1]["time"] < uncordons[1] < upgrade_nodes[1]["time"]
             assert {"kubeadm", "kubelet", "kubectl"} <= set(held)
-            assert {c["version"] for c in w_calls if c["tool"] == "kubelet"} >= {old, new}
+            assert {c["version"] for c in w_calls if c["tool"] == "kubelet"} >= {old, mid, new}
 
-            down = repo.push({"desired.yml": desired(orb, version=old)}, "downgrade")
+            down = repo.push({"desired.yml": desired(orb, version=mid)}, "downgrade")
             await poke(client, wid)
             status = await wait_cluster(repo, down, phase="Blocked", timeout=300)
             assert "downgrade" in (status.error or "") and "minor" in (status.error or "")
@@ -266,20 +274,35 @@ async def test_kubernetes_upgrade_one_minor_and_refused_downgrade(client, worker
             await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])
 
 
-async def test_kubernetes_three_control_planes_join_in_order(client, worker, repo: GitRepo, local_provider):
+def _vip_holders(machines: dict, key: str, vip: str) -> list[str]:
+    holders = []
+    for mid, machine in machines.items():
+        with connect(machine, key) as session:
+            if f" {vip}/" in session.run("ip -o -4 addr show").stdout:
+                holders.append(mid)
+    return holders
+
+
+def _readyz(vip: str) -> str:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with urllib.request.urlopen(f"https://{vip}:6443/readyz", context=ctx, timeout=5) as r:
+        return r.read().decode()
+
+
+async def test_kubernetes_three_control_planes_behind_a_vip_replace_and_scale_down(
+    client, worker, repo: GitRepo, local_provider
+):
     orb = "k" + uuid.uuid4().hex[:6]
     wid = None
-    # An external load balancer in front of the control planes, played here by the first control
-    # plane's address (the machine created first on a fresh provider gets the subnet's .2).
-    lb = "10.81.0.2"
-    extra = f"      controlPlaneEndpoint: {{host: {lb}, port: 6443}}\n"
+    vip = "10.81.0.100"
+    extra = f"      controlPlaneEndpoint: {{vip: {vip}}}\n"
     with k8s_machines() as machines:
         try:
-            first = repo.push({"desired.yml": desired(orb, workers=2, cps=3, extra=extra)}, "HA")
+            first = repo.push({"desired.yml": desired(orb, workers=2, cps=3, extra=extra)}, "HA behind a VIP")
             wid = await takeoff(client, RepoRef(url=repo.url))
             status = await wait_cluster(repo, first, timeout=900)
             by_id = {m.id: m for m in machines.list()}
-            assert by_id["meta-cp-0"].ip == lb
             assert sorted((n.machine, n.role) for n in status.nodes) == [
                 ("meta-app-0", "worker"),
                 ("meta-app-1", "worker"),
@@ -287,11 +310,16 @@ async def test_kubernetes_three_control_planes_join_in_order(client, worker, rep
                 ("meta-cp-1", "control-plane"),
                 ("meta-cp-2", "control-plane"),
             ]
-            assert all(n.ready for n in status.nodes) and status.endpoints == [f"https://{lb}:6443"]
+            assert all(n.ready for n in status.nodes) and status.endpoints == [f"https://{vip}:6443"]
 
             key = read_secret(
                 MASTER_KEY, repo.remote_file("secrets.yml") or "", default_secret_names(PROVIDER)["maintenance"]
             ).decode()
+            # keepalived put the VIP on exactly one control plane, and the API answers through it.
+            cps = {mid: m for mid, m in by_id.items() if mid.startswith("meta-cp")}
+            assert len(_vip_holders(cps, key, vip)) == 1
+            assert _readyz(vip) == "ok"
+
             calls = {}
             for mid, machine in by_id.items():
                 with connect(machine, key) as session:
@@ -303,7 +331,7 @@ async def test_kubernetes_three_control_planes_join_in_order(client, worker, rep
             docs = list(yaml.safe_load_all(next(iter(init["configs"].values()))))
             assert kubeadm_api.validate(docs, "v1beta4") == []
             cluster_doc = next(d for d in docs if d["kind"] == "ClusterConfiguration")
-            assert cluster_doc["controlPlaneEndpoint"] == f"{lb}:6443"
+            assert cluster_doc["controlPlaneEndpoint"] == f"{vip}:6443"
             # One upload-certs per control-plane join, each key used by exactly that join.
             uploads = [c for c in calls["meta-cp-0"] if c["argv"][:3] == ["kubeadm", "init", "phase"]]
             assert len(uploads) == 2
@@ -314,6 +342,7 @@ async def test_kubernetes_three_control_planes_join_in_order(client, worker, rep
                 assert join["exit"] == 0
                 [doc] = yaml.safe_load_all(next(iter(join["configs"].values())))
                 assert kubeadm_api.validate([doc], "v1beta4") == []
+                assert doc["discovery"]["bootstrapToken"]["apiServerEndpoint"] == f"{vip}:6443"
                 assert ("controlPlane" in doc) == mid.startswith("meta-cp")
                 if "controlPlane" in doc:
                     assert len(doc["controlPlane"]["certificateKey"]) == 64
@@ -321,5 +350,43 @@ async def test_kubernetes_three_control_planes_join_in_order(client, worker, rep
             # Control planes one at a time, in order, then the workers.
             assert joins["meta-cp-1"] < joins["meta-cp-2"] < min(joins["meta-app-0"], joins["meta-app-1"])
             assert uploads[0]["time"] < joins["meta-cp-1"] < uploads[1]["time"] < joins["meta-cp-2"]
+
+            # orbiter replace: a new worker joins first, then the old one is drained, reset and removed.
+            result = await ainvoke("replace", f"{orb}/meta", "meta-app-0")
+            assert result.exit_code == 0, result.output
+            assert "replacing meta-app-0" in result.output
+            refused = await ainvoke("replace", f"{orb}/meta", "meta-nope-7")
+            assert refused.exit_code != 0 and "meta-nope-7 is not a machine of this cluster" in refused.output
+
+            def replaced():
+                s = current(repo).clusters["meta"]
+                names = sorted(n.machine for n in s.nodes)
+                ok = s.phase == "Ready" and names == ["meta-app-1", "meta-app-2", "meta-cp-0", "meta-cp-1", "meta-cp-2"]
+                return ok and all(n.ready for n in s.nodes) and s
+
+            await wait_for(replaced, timeout=600, interval=1, what="meta-app-0 replaced by meta-app-2")
+            assert "meta-app-0" not in {m["id"] for m in machines.list_status()}
+            by_id = {m.id: m for m in machines.list()}
+            with connect(by_id["meta-cp-0"], key) as cp, connect(by_id["meta-app-2"], key) as new:
+                cp_calls, new_calls = read_invocations(cp), read_invocations(new)
+            [new_join] = [c for c in new_calls if c["argv"][:2] == ["kubeadm", "join"]]
+            [drained] = [c for c in cp_calls if c["argv"][:1] == ["kubectl"] and "drain" in c["argv"]]
+            assert drained["argv"][3:5] == ["drain", "meta-app-0"] and new_join["time"] < drained["time"]
+
+            # Three control planes down to one: from the end of the pool, one at a time.
+            one = repo.push({"desired.yml": desired(orb, workers=2, cps=1, extra=extra)}, "one control plane")
+            await poke(client, wid)
+            status = await wait_cluster(repo, one, timeout=600)
+            assert sorted(n.machine for n in status.nodes) == ["meta-app-1", "meta-app-2", "meta-cp-0"]
+            assert all(n.ready for n in status.nodes)
+            assert sorted(m["id"] for m in machines.list_status()) == ["meta-app-1", "meta-app-2", "meta-cp-0"]
+            with connect(by_id["meta-cp-0"], key) as cp:
+                cp_calls = read_invocations(cp)
+                assert f" {vip}/" in cp.run("ip -o -4 addr show").stdout  # the VIP is with the one left
+            removed = [c["argv"][4] for c in cp_calls if c["argv"][3:4] == ["drain"] and "meta-cp" in c["argv"][4]]
+            assert removed == ["meta-cp-2", "meta-cp-1"]
+            deleted = [c["argv"][-1] for c in cp_calls if c["argv"][3:5] == ["delete", "node"]]
+            assert deleted == ["meta-app-0", "meta-cp-2", "meta-cp-1"]
+            assert _readyz(vip) == "ok"
         finally:
             await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])

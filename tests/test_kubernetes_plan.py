@@ -55,6 +55,15 @@ def details(phases: list[k.Phase]) -> list[str]:
 # --- versions --------------------------------------------------------------------------------------
 
 
+def test_intermediate_minors_are_patterns_the_repository_resolves() -> None:
+    assert k.intermediate_minors("v1.28.3", "v1.31.2") == ["1.29.*", "1.30.*"]
+    assert k.intermediate_minors("v1.30.1", "v1.31.2") == []
+    assert k.parse_minor("1.30.*") == (1, 30) and k.parse_minor("1.30.6-1.1") == (1, 30)
+    assert "v1.30/deb" in k.default_repository("1.30.*")
+    with pytest.raises(ValueError, match="downgrade"):
+        k.intermediate_minors("v1.31.2", "v1.29.1")
+
+
 def test_upgrade_path_goes_minor_by_minor_through_the_highest_patch() -> None:
     assert k.upgrade_path("v1.29.3", "v1.31.2", AVAILABLE) == ["v1.30.6", "v1.31.2"]
     assert k.upgrade_path("v1.30.1", "v1.31.2", AVAILABLE) == ["v1.31.2"]

@@ -5,7 +5,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from orbiter.activities import etcd, git, kubeadm, machines, node
+from orbiter.activities import etcd, git, kubeadm, machines, network, node
 from orbiter.activities.temporal_ops import TemporalOps
 from orbiter.workflows.cluster import ClusterWorkflow
 from orbiter.workflows.gitops import GitOpsWorkflow
@@ -20,7 +20,8 @@ def activities(client: Client) -> list[Callable[..., Any]]:
     return [
         git.poll_remote, git.read_desired, git.write_back, TemporalOps(client).signal_cluster,
         machines.ensure_provider_keys, machines.acquire_machines, machines.release_machine,
-        machines.prepare_packages, node.observe_node, node.apply_node,
+        machines.prepare_packages, machines.machine_boot_id, machines.reboot_machine,
+        node.observe_node, node.apply_node,
         etcd.ensure_etcd_certs, etcd.etcd_status, etcd.etcd_member_add, etcd.etcd_member_remove,
-        *kubeadm.ACTIVITIES,
+        *kubeadm.ACTIVITIES, network.network_facts,
     ]

@@ -10,7 +10,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from orbiter.activities.temporal_ops import PHASE_KEY
-    from orbiter.models.cluster import ClusterInput, ClusterState, ControlInput, ControlResult, DesiredUpdate
+    from orbiter.models.cluster import (
+        ClusterInput,
+        ClusterState,
+        ControlInput,
+        ControlResult,
+        DesiredUpdate,
+        MachineCommandInput,
+    )
     from orbiter.models.current import ClusterStatus, Phase
     from orbiter.models.gitops import ClusterReport
     from orbiter.models.node import NodeReport
@@ -183,7 +190,61 @@ class ClusterWorkflow:
     def retry_signal(self) -> None:
         self._control("retry")
 
+    def _machine_command_refused(self, action: str, machine: str) -> str | None:
+        desired = self.state.desired
+        if desired is None or desired.spec.kind != "kubernetes":
+            return f"{action} works on kubernetes clusters"
+        if desired.spec.destroyed:
+            return "the cluster is being destroyed"
+        if machine not in {m.name for m in self.state.members}:
+            have = ", ".join(m.name for m in self.state.members) or "none"
+            return f"{machine} is not a machine of this cluster (machines: {have})"
+        return None
+
+    def _machine_command(self, action: str, machine: str) -> ControlResult:
+        queue = self.state.replace if action == "replace" else self.state.reboot
+        if machine not in queue:
+            queue.append(machine)
+        self.state.retry_requested = True  # a reconcile runs even if the cluster is Ready
+        message = {
+            "replace": f"replacing {machine}: a new machine joins, then {machine} leaves",
+            "reboot": f"rebooting {machine}: drain, reboot, wait until Ready, uncordon",
+        }[action]
+        return ControlResult(phase=self.state.status.phase, message=message)
+
+    @workflow.update(name="replace")
+    def replace_update(self, input: MachineCommandInput) -> ControlResult:
+        """A new machine joins in the same pool, then this one is drained, reset and released."""
+        return self._machine_command("replace", input.machine)
+
+    @replace_update.validator
+    def _validate_replace(self, input: MachineCommandInput) -> None:
+        if refused := self._machine_command_refused("replace", input.machine):
+            raise ValueError(refused)
+
+    @workflow.update(name="reboot")
+    def reboot_update(self, input: MachineCommandInput) -> ControlResult:
+        return self._machine_command("reboot", input.machine)
+
+    @reboot_update.validator
+    def _validate_reboot(self, input: MachineCommandInput) -> None:
+        if refused := self._machine_command_refused("reboot", input.machine):
+            raise ValueError(refused)
+
+    @workflow.signal(name="replace")
+    def replace_signal(self, input: MachineCommandInput) -> None:
+        if refused := self._machine_command_refused("replace", input.machine):
+            workflow.logger.warning("replace %s refused: %s", input.machine, refused)
+            return
+        self._machine_command("replace", input.machine)
+
+    @workflow.signal(name="reboot")
+    def reboot_signal(self, input: MachineCommandInput) -> None:
+        if refused := self._machine_command_refused("reboot", input.machine):
+            workflow.logger.warning("reboot %s refused: %s", input.machine, refused)
+            return
+        self._machine_command("reboot", input.machine)
+
     @workflow.query
     def status(self) -> ClusterStatus:
         return self.state.status
-

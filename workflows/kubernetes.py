@@ -5,13 +5,16 @@ Runbook (each step observes before it acts, so a resumed reconcile repeats nothi
   -> kubeadm init on the first control plane (once: an admin.conf means done) -> the CNI
   -> further control planes join one at a time -> workers join in parallel batches
   -> kubelet kept running on joined nodes -> health gate (every node Ready)
-  -> scale workers down (from the end: drain, kubeadm reset, delete the node, release) -> observe.
-  A version change first upgrades, one hop: control planes one at a time, then workers in
-  batches (kubeadm package, kubeadm upgrade apply|node, drain, kubelet/kubectl, uncordon, gate).
-Not yet here: upgrades across several minors, removing control planes, controlPlaneEndpoint.vip.
+  -> scale workers down (from the end: drain, kubeadm reset, delete the node, release)
+  -> then control planes, one at a time behind a health gate (kubeadm reset removes the etcd member)
+  -> observe. A version change first upgrades, minor by minor: control planes one at a time, then
+  workers in batches (kubeadm package, kubeadm upgrade apply|node, drain, kubelet/kubectl,
+  uncordon, gate). `orbiter replace` marks a machine: a new one joins before it leaves.
+With controlPlaneEndpoint.vip the control planes run keepalived, set up before kubeadm init.
 """
 
 import asyncio
+import fnmatch
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -30,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
         kubeadm_upgrade,
         uncordon,
     )
+    from orbiter.activities.machines import machine_boot_id, reboot_machine
+    from orbiter.activities.network import network_facts
     from orbiter.models.cluster import DesiredUpdate, MemberRecord
     from orbiter.models.desired import KubernetesCluster, PoolRef, StaticProvider, machine_name
     from orbiter.models.duration import parse_duration
@@ -47,7 +52,9 @@ with workflow.unsafe.imports_passed_through():
         KubeTarget,
         NodeActionInput,
     )
+    from orbiter.models.network import NetworkFactsInput
     from orbiter.models.nodespec import AptSource, NodeSpec
+    from orbiter.models.provision import BootIdInput, RebootMachineInput
 
     from .blocked import Blocked
     from .fleet import spec_digest
@@ -67,6 +74,11 @@ CONTROL_PLANE_GROUP = "controlPlane"
 RELEASE_UNITS = ["kubelet.service", "containerd.service"]
 RELEASE_FILES = [KUBE_DIR, plan.CONTAINERD_CONFIG]
 RELEASE_DIRS = ["/var/lib/kubelet", "/var/lib/etcd"]
+# workflow.patched ids: behaviour added after the kubernetes kind was first released.
+PATCH_VIP = "k8s-keepalived-vip"
+PATCH_CP_REMOVAL = "k8s-control-plane-removal"
+PATCH_MINOR_BY_MINOR = "k8s-upgrade-minor-by-minor"
+PATCH_REPLACE = "k8s-replace"
 
 
 class KubernetesReconcile(KindReconcile):
@@ -77,6 +89,7 @@ class KubernetesReconcile(KindReconcile):
         self.versions: dict[str, dict[str, str]] = {}  # provider -> package -> exact apt version
         self.apt_sources: dict[str, str | None] = {}  # provider -> the apt line machines use
         self.observed: list[K8sNode] | None = None
+        self.leaving: set[str] = set()  # members being removed: admin commands go elsewhere
 
     # --- the runbook --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -88,6 +101,8 @@ class KubernetesReconcile(KindReconcile):
         for provider in dict.fromkeys(ref.provider for _, ref in self.groups()):
             wanted = {p: self.spec.version.lstrip("v") for p in plan.KUBE_PACKAGES}
             wanted[plan.CONTAINERD] = "*"
+            if self.vip is not None:
+                wanted |= {p: "*" for p in plan.KEEPALIVED_PACKAGES}
             prepared = await self.fleet.packages(provider, wanted)
             self.versions[provider], self.apt_sources[provider] = prepared.versions, prepared.apt_source
         if self.running_versions() not in ([], [self.spec.version]):
@@ -95,6 +110,7 @@ class KubernetesReconcile(KindReconcile):
         self.plan_members()
         await self.step("machines")
         await self.acquire([m for m in self.members if m.name not in self.state.machines])
+        await self.network_facts()
         await self.step("node software")
         await self.converge([m for m in self.members if self.changed(m)])
         await self.cluster.checkpoint()
@@ -102,7 +118,7 @@ class KubernetesReconcile(KindReconcile):
         if not first.joined:
             await self.init(first)
         await self.cni(first)
-        for member in self.control_planes[1 : self.spec.control_plane.nodes]:
+        for member in self.kept_control_planes():
             if not member.joined:
                 await self.cluster.checkpoint()
                 await self.join([member], control_plane=True)
@@ -112,23 +128,46 @@ class KubernetesReconcile(KindReconcile):
             await self.cluster.checkpoint()
             await self.join(pending[i : i + size], control_plane=False)
         await self.health_gate()
+        for name in list(self.state.reboot):
+            await self.cluster.checkpoint()
+            await self.reboot(name)
         for victim in self.surplus_workers():
             await self.cluster.checkpoint()
             await self.remove_worker(victim)
+        for victim in self.surplus_control_planes():
+            await self.cluster.checkpoint()
+            await self.health_gate()  # never take a member from an etcd that is not whole
+            await self.remove_control_plane(victim)
         await self.step("observe")
         await self.observe(await self.nodes())
 
     def refuse_unsupported(self) -> None:
         cpe = self.spec.control_plane_endpoint
-        if cpe is not None and cpe.vip is not None:
+        if cpe is not None and cpe.vip is not None and not workflow.patched(PATCH_VIP):
             raise Blocked("controlPlaneEndpoint.vip (keepalived) is not supported yet: use {host, port}")
         have = self.running_versions()
         if have and (refused := plan.check_skew(have[-1], self.spec.version)):
             raise Blocked(refused)
-        if len(self.control_planes) > self.spec.control_plane.nodes and any(
-            m.joined for m in self.control_planes[self.spec.control_plane.nodes :]
-        ):
+        if self.surplus_control_planes() and not workflow.patched(PATCH_CP_REMOVAL):
             raise Blocked("removing control planes is not supported yet")
+        first = self.control_planes[0] if self.control_planes else None
+        if first is not None and first.joined and self.members_ready_for_endpoint():
+            was = first.join.get("endpoint")
+            if was is not None and was != self.endpoint():
+                raise Blocked(
+                    f"controlPlaneEndpoint of {self.name} changed from {was} to {self.endpoint()}: kubeadm fixes"
+                    f" the endpoint when a cluster is created (certificates, kubeconfigs); put {was} back"
+                )
+        for name in self.state.replace:
+            member = next((m for m in self.members if m.name == name), None)
+            if member is not None and member.role == plan.CONTROL_PLANE and cpe is None:
+                raise Blocked(
+                    f"replace {name}: a cluster without controlPlaneEndpoint is reached at its control plane's"
+                    " address, which a replacement cannot keep: set controlPlaneEndpoint when creating a cluster"
+                )
+
+    def members_ready_for_endpoint(self) -> bool:
+        return bool(self.control_planes) and self.control_planes[0].name in self.state.machines
 
     def running_versions(self) -> list[str]:
         """The Kubernetes versions joined nodes run, lowest first."""
@@ -158,11 +197,20 @@ class KubernetesReconcile(KindReconcile):
                 return c
         raise Blocked(f"pool {ref.pool} of provider {ref.provider} has no free machine")
 
+    @property
+    def vip(self) -> str | None:
+        cpe = self.spec.control_plane_endpoint
+        return cpe.vip if cpe is not None else None
+
+    def in_group(self, group: str) -> list[MemberRecord]:
+        """A group's members that stay: those `orbiter replace` marked are on their way out."""
+        return [m for m in self.members if m.join.get("group") == group and m.name not in self.state.replace]
+
     def plan_members(self) -> None:
         """Records for machines still missing, in pool order (durable before any machine exists)."""
         for group, ref in self.groups():
             role = plan.CONTROL_PLANE if group == CONTROL_PLANE_GROUP else plan.WORKER
-            have = [m for m in self.members if m.join.get("group") == group]
+            have = self.in_group(group)
             for _ in range(ref.nodes - len(have)):
                 record = MemberRecord(
                     name=self.free_id(ref), provider=ref.provider, pool=ref.pool, role=role, join={"group": group}
@@ -172,8 +220,16 @@ class KubernetesReconcile(KindReconcile):
     def kept_workers(self) -> list[MemberRecord]:
         kept = []
         for group, ref in self.spec.workers.items():
-            kept += [m for m in self.workers if m.join.get("group") == group][: ref.nodes]
+            kept += self.in_group(group)[: ref.nodes]
         return kept
+
+    def kept_control_planes(self) -> list[MemberRecord]:
+        return self.in_group(CONTROL_PLANE_GROUP)[: self.spec.control_plane.nodes]
+
+    def surplus_control_planes(self) -> list[MemberRecord]:
+        """Control planes beyond controlPlane.nodes or marked for replacement, from the end."""
+        kept = {m.name for m in self.kept_control_planes()}
+        return [m for m in reversed(self.control_planes) if m.name not in kept]
 
     def surplus_workers(self) -> list[MemberRecord]:
         """Workers beyond their group's size or of a group no longer desired, from the end."""
@@ -185,7 +241,9 @@ class KubernetesReconcile(KindReconcile):
         return plan.endpoint(self.spec, self.ip(self.control_planes[0]))
 
     def target(self) -> KubeTarget:
-        joined = [m for m in self.control_planes if m.joined and m.name in self.state.machines]
+        joined = [
+            m for m in self.control_planes if m.joined and m.name in self.state.machines and m.name not in self.leaving
+        ]
         return KubeTarget(
             cluster=self.name, via=[self.state.machines[m.name] for m in joined], secrets=self.desired.secrets
         )
@@ -201,6 +259,7 @@ class KubernetesReconcile(KindReconcile):
             member.role,  # type: ignore[arg-type]
             versions,
             apt_sources=[AptSource(name="orbiter", line=source)] if source else None,
+            vip=self.keepalived(member),
             joined=member.joined,
         )
         machine = self.state.machines.get(member.name)
@@ -209,6 +268,40 @@ class KubernetesReconcile(KindReconcile):
             # host has to (the bridge sysctls are per network namespace and still set here).
             spec = spec.model_copy(update={"kernel_modules": []})
         return spec
+
+    def keepalived(self, member: MemberRecord) -> plan.Keepalived | None:
+        """VRRP settings of a control plane carrying the VIP: its interface as the machine reported it."""
+        if self.vip is None or member.role != plan.CONTROL_PLANE:
+            return None
+        position = self.control_planes.index(member)
+        return plan.Keepalived(
+            interface=member.join["interface"],
+            ip=self.ip(member),
+            position=position,
+            router_id=plan.virtual_router_id(f"{self.cluster.input.orb}/{self.name}"),
+        )
+
+    async def network_facts(self) -> None:
+        """Which interface carries each control plane's address, once per machine (keepalived needs it)."""
+        if self.vip is None:
+            return
+        unknown = [m for m in self.control_planes if "interface" not in m.join and m.name in self.state.machines]
+        if not unknown:
+            return
+        result = await workflow.execute_activity(
+            network_facts,
+            NetworkFactsInput(
+                cluster=self.name,
+                machines=[self.state.machines[m.name] for m in unknown],
+                secrets=self.desired.secrets,
+            ),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=KUBE_RETRY,
+            summary=f"interfaces of {', '.join(m.name for m in unknown)}",
+        )
+        for m in unknown:
+            fact = result.interfaces[m.name]
+            m.join["interface"], m.join["prefix"] = fact.interface, str(fact.prefix)
 
     def changed(self, member: MemberRecord) -> bool:
         return spec_digest(self.node_spec(member)) != member.spec_digest
@@ -252,6 +345,7 @@ class KubernetesReconcile(KindReconcile):
             summary=f"kubeadm init {first.name}",
         )
         first.join["ca_cert_hash"] = result.ca_cert_hash
+        first.join["endpoint"] = self.endpoint()
         self.mark_joined(first)
         self.state.sealed_secrets.update(result.sealed_secrets)
         # Later activities read them from the overlay until the write-back commits them.
@@ -261,6 +355,11 @@ class KubernetesReconcile(KindReconcile):
 
     def mark_joined(self, member: MemberRecord) -> None:
         member.joined = True
+        if member.role == plan.CONTROL_PLANE:
+            # Any control plane can then pin the CA for later joins, also once the first one is gone.
+            member.join["ca_cert_hash"] = next(
+                m.join["ca_cert_hash"] for m in self.control_planes if "ca_cert_hash" in m.join
+            )
         member.join["version"] = self.spec.version
         for p in plan.KUBE_PACKAGES:
             member.join[f"apt_{p}"] = self.versions[member.provider][p]
@@ -282,7 +381,7 @@ class KubernetesReconcile(KindReconcile):
     async def join(self, members: list[MemberRecord], control_plane: bool) -> None:
         names = ", ".join(m.name for m in members)
         await self.step(f"join {'control plane' if control_plane else 'workers'} {names}")
-        ca_hash = self.control_planes[0].join["ca_cert_hash"]
+        ca_hash = next(m.join["ca_cert_hash"] for m in self.control_planes if "ca_cert_hash" in m.join)
         target = self.target()
 
         async def one(member: MemberRecord) -> None:
@@ -310,6 +409,9 @@ class KubernetesReconcile(KindReconcile):
         await self.observe_quietly()
 
     async def nodes(self, wait_ready: list[str] | None = None, version: str | None = None) -> list[K8sNode]:
+        """The nodes as the API lists them; with wait_ready, the health gate: those nodes Ready, and on
+        every control plane the API server's /readyz and the etcd member healthy."""
+        gate = [self.state.machines[m.name] for m in self.control_planes if m.joined and m.name not in self.leaving]
         result = await workflow.execute_activity(
             k8s_nodes,
             K8sNodesInput(
@@ -317,6 +419,7 @@ class KubernetesReconcile(KindReconcile):
                 wait_ready=wait_ready or [],
                 wait_version=version,
                 timeout_seconds=HEALTH_TIMEOUT.total_seconds(),
+                gate_control_planes=gate if wait_ready else [],
             ),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=60),
             heartbeat_timeout=timedelta(seconds=60),
@@ -332,36 +435,61 @@ class KubernetesReconcile(KindReconcile):
 
     # --- upgrade ------------------------------------------------------------------------------
     async def upgrade(self) -> None:
-        """Control planes one at a time (`upgrade apply` on the first, `upgrade node` on the others),
-        then workers in batches of upgrade.maxUnavailable; each: kubeadm package, kubeadm upgrade,
-        drain, kubelet and kubectl packages (the agent restarts kubelet), uncordon, health gate."""
+        """Minor by minor to spec.version. Per hop: control planes one at a time (`upgrade apply` on
+        the first, `upgrade node` on the others), then workers in batches of upgrade.maxUnavailable;
+        each: kubeadm package, kubeadm upgrade, drain, kubelet and kubectl packages (the agent
+        restarts kubelet), uncordon, health gate."""
         have = self.running_versions()
+        if not workflow.patched(PATCH_MINOR_BY_MINOR):
+            try:
+                path = plan.upgrade_path(have[0], self.spec.version)
+            except ValueError as err:
+                raise Blocked(str(err)) from None
+            await self.upgrade_to(path[-1], self.versions)
+            return
         try:
-            path = plan.upgrade_path(have[0], self.spec.version)
+            minors = plan.intermediate_minors(have[0], self.spec.version)
         except ValueError as err:
             raise Blocked(str(err)) from None
-        hop = path[-1]  # one hop: upgrade_path refuses more without the intermediate minor's packages
+        for pattern in minors:
+            await self.step(f"packages {pattern}")
+            versions: dict[str, dict[str, str]] = {}
+            for provider in dict.fromkeys(m.provider for m in self.members if m.joined):
+                prepared = await self.fleet.packages(provider, {p: pattern for p in plan.KUBE_PACKAGES})
+                versions[provider] = self.versions[provider] | prepared.versions
+            await self.upgrade_to("v" + pattern, versions)
+        await self.upgrade_to(self.spec.version, self.versions)
+
+    def at(self, member: MemberRecord, version: str) -> bool:
+        """Whether a member runs `version` ("v1.31.2", or a hop's pattern "v1.30.*")."""
+        return fnmatch.fnmatchcase(member.join.get("version", ""), version)
+
+    async def upgrade_to(self, version: str, versions: dict[str, dict[str, str]]) -> None:
+        """One hop. `version` may be a minor's pattern: the first control plane's kubeadm tells the patch."""
         cps = [m for m in self.control_planes if m.joined]
-        applied = any(m.join.get("version") == hop for m in cps)
+        applied = next((m.join["version"] for m in cps if self.at(m, version)), None)
         for member in cps:
-            if member.join.get("version") == hop:
+            if self.at(member, version):
                 continue
             await self.cluster.checkpoint()
-            await self.upgrade_node(member, hop, apply=not applied)
-            applied = True
-        stale = [m for m in self.workers if m.joined and m.join.get("version") != hop]
+            applied = await self.upgrade_node(member, applied or version, versions, apply=applied is None)
+        stale = [m for m in self.workers if m.joined and not self.at(m, version)]
         size = self.spec.upgrade.max_unavailable
         for i in range(0, len(stale), size):
             await self.cluster.checkpoint()
-            await asyncio.gather(*(self.upgrade_node(m, hop, apply=False) for m in stale[i : i + size]))
+            await asyncio.gather(
+                *(self.upgrade_node(m, applied or version, versions, apply=False) for m in stale[i : i + size])
+            )
 
-    async def upgrade_node(self, member: MemberRecord, version: str, apply: bool) -> None:
+    async def upgrade_node(
+        self, member: MemberRecord, version: str, versions: dict[str, dict[str, str]], apply: bool
+    ) -> str:
         await self.step(f"upgrade {member.name} to {version}")
-        new = self.versions[member.provider]
+        new = versions[member.provider]
         member.join["apt_kubeadm"] = new["kubeadm"]
         await self.converge([member])
         machine = self.state.machines[member.name]
-        await workflow.execute_activity(
+        result = await workflow.execute_activity(
             kubeadm_upgrade,
             KubeadmUpgradeInput(target=self.target(), machine=machine, version=version, apply=apply),
             start_to_close_timeout=timedelta(minutes=15),
@@ -369,6 +497,8 @@ class KubernetesReconcile(KindReconcile):
             retry_policy=KUBE_RETRY,
             summary=f"kubeadm upgrade {'apply' if apply else 'node'} {member.name}",
         )
+        if result is not None and "*" in version:
+            version = result.version  # the patch this hop's repository offered
         await self.drain(member)
         member.join["apt_kubelet"], member.join["apt_kubectl"] = new["kubelet"], new["kubectl"]
         await self.converge([member])  # the agent restarts kubelet with its new package
@@ -381,6 +511,7 @@ class KubernetesReconcile(KindReconcile):
         )
         member.join["version"] = version
         await self.observe(await self.nodes(wait_ready=[member.name], version=version))
+        return version
 
     async def drain(self, member: MemberRecord) -> None:
         timeout = parse_duration(self.spec.upgrade.drain_timeout).total_seconds()
@@ -392,8 +523,62 @@ class KubernetesReconcile(KindReconcile):
             summary=f"drain {member.name}",
         )
 
+    async def reboot(self, name: str) -> None:
+        """`orbiter reboot`: drain, reboot through the provider, wait until Ready, uncordon."""
+        member = next((m for m in self.members if m.name == name), None)
+        machine = self.state.machines.get(name)
+        if member is not None and machine is not None:
+            await self.step(f"reboot {name}")
+            if "reboot_from" not in member.join:
+                # Recorded before anything happens: a resumed reboot never reboots a second time.
+                seen = await workflow.execute_activity(
+                    machine_boot_id,
+                    BootIdInput(machine=machine, secrets=self.desired.secrets),
+                    start_to_close_timeout=timedelta(minutes=1),
+                    retry_policy=KUBE_RETRY,
+                    summary=f"boot id of {name}",
+                )
+                member.join["reboot_from"] = seen.boot_id
+            if member.joined:
+                await self.drain(member)
+            await workflow.execute_activity(
+                reboot_machine,
+                RebootMachineInput(
+                    provider_name=member.provider,
+                    provider=self.fleet.provider(member.provider),
+                    machine=machine,
+                    secrets=self.desired.secrets,
+                    boot_id=member.join["reboot_from"],
+                ),
+                start_to_close_timeout=timedelta(minutes=12),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=KUBE_RETRY,
+                summary=f"reboot {name}",
+            )
+            if member.joined:
+                await self.nodes(wait_ready=[name])
+                await workflow.execute_activity(
+                    uncordon,
+                    NodeActionInput(target=self.target(), node=name),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=KUBE_RETRY,
+                    summary=f"uncordon {name}",
+                )
+            del member.join["reboot_from"]
+        self.state.reboot.remove(name)
+        await self.observe_quietly()
+
     async def remove_worker(self, member: MemberRecord) -> None:
         await self.step(f"remove worker {member.name}")
+        await self.remove(member)
+
+    async def remove_control_plane(self, member: MemberRecord) -> None:
+        """One control plane: drained, `kubeadm reset` (which removes its etcd member), node deleted."""
+        await self.step(f"remove control plane {member.name}")
+        await self.remove(member)
+
+    async def remove(self, member: MemberRecord) -> None:
+        self.leaving.add(member.name)
         if member.joined:
             await self.drain(member)
             await self.reset(member)
@@ -406,6 +591,9 @@ class KubernetesReconcile(KindReconcile):
             )
         await self.release(member)
         self.state.members = [m for m in self.members if m is not member]
+        if member.name in self.state.replace:
+            self.state.replace.remove(member.name)
+        self.leaving.discard(member.name)
         await self.observe_quietly()
 
     async def reset(self, member: MemberRecord) -> None:

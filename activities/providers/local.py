@@ -331,6 +331,14 @@ class LocalProvider:
         if pid is not None:
             nspawn.stop_process_tree(pid, self.nspawn_name(machine_id))
 
+    def reboot(self, machine_id: str) -> None:
+        """Power-cycle a machine: its container stops and boots again on the same disk and address."""
+        meta = self._meta(machine_id)
+        if meta is None:
+            raise LocalProviderError(f"local provider {self.name} has no machine {machine_id}")
+        self.stop(machine_id)
+        self._start(meta)
+
     def delete(self, machine_id: str) -> None:
         """Stop the machine, remove its disk and release its address (idempotent)."""
         self.stop(machine_id)

@@ -76,6 +76,27 @@ def _v(version: tuple[int, int, int]) -> str:
     return "v{}.{}.{}".format(*version)
 
 
+def parse_minor(version: str) -> tuple[int, int]:
+    """(major, minor) of a version or of a minor's pattern such as "1.30.*" (an upgrade hop's packages)."""
+    m = re.match(r"^v?(\d+)\.(\d+)\.(?:\d+|\*)", version)
+    if not m:
+        raise ValueError(f"{version!r} is not a Kubernetes version like v1.31.2")
+    return int(m.group(1)), int(m.group(2))
+
+
+def intermediate_minors(current: str, desired: str) -> list[str]:
+    """Package patterns ("1.30.*") of the minors an upgrade passes through before `desired`'s.
+
+    Which patch of a minor the repository offers is known only to the repository: the caller
+    resolves each pattern to an exact version before upgrading to it.
+    """
+    refused = check_skew(current, desired)
+    if refused:
+        raise ValueError(refused)
+    have, want = parse_version(current), parse_version(desired)
+    return [f"{want[0]}.{minor}.*" for minor in range(have[1] + 1, want[1])]
+
+
 def kubeadm_api_version(k8s_version: str) -> str:
     """The kubeadm config API this Kubernetes reads best: v1beta4 from 1.31, v1beta3 for 1.22-1.30."""
     major, minor, _ = parse_version(k8s_version)
@@ -86,7 +107,7 @@ def kubeadm_api_version(k8s_version: str) -> str:
 
 def default_repository(version: str) -> str:
     """The upstream apt line for the version's minor (pkgs.k8s.io has one repository per minor)."""
-    major, minor, _ = parse_version(version)
+    major, minor = parse_minor(version)
     return f"deb [signed-by={KEYRING}] https://pkgs.k8s.io/core:/stable:/v{major}.{minor}/deb/ /"
 
 
@@ -426,7 +447,7 @@ def node_spec(
     if vip is not None and address is None:
         raise ValueError(f"{machine}: keepalived settings given but this {role} carries no VIP")
     kubeadm_version = _version(versions, "kubeadm")
-    minor = parse_version(kubeadm_version)[1]
+    minor = parse_minor(kubeadm_version)[1]
     if apt_sources is None:
         apt_sources = [AptSource(name="kubernetes", line=repository(spec, kubeadm_version))]
     packages = [Package(name=CONTAINERD, version=_version(versions, CONTAINERD), hold=True)]
