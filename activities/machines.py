@@ -28,6 +28,7 @@ from orbiter.models.provision import (
     PreparePackagesResult,
     RebootMachineInput,
     ReleaseMachineInput,
+    remote_pins,
 )
 from orbiter.models.refs import SecretsRef
 from orbiter.models.secrets import SecretsError, parse_secrets_file, seal
@@ -280,7 +281,7 @@ def prepare_packages(input: PreparePackagesInput) -> PreparePackagesResult:
     provider = input.provider
     if not isinstance(provider, LocalProvider):
         # Static and GCE machines install from their own mirrors; the agent pins `<version>*`.
-        return PreparePackagesResult(versions={n: v if v.endswith("*") else f"{v}*" for n, v in input.packages.items()})
+        return PreparePackagesResult(versions=remote_pins(input.packages))
     try:
         repo = AptRepo(local_provider(input.provider_name, provider))
         # Packages the repo already serves at the wanted version (e.g. built locally and added to

@@ -40,6 +40,11 @@ class ReleaseMachineInput(Model):
     data_dirs: list[str] = []
 
 
+def remote_pins(wanted: dict[str, str]) -> dict[str, str]:
+    """Static and GCE machines install from their own mirrors: each wanted version pinned as `<version>*`."""
+    return {n: v if v.endswith("*") else f"{v}*" for n, v in wanted.items()}
+
+
 class PreparePackagesInput(Model):
     provider_name: str
     provider: Provider

@@ -27,6 +27,8 @@ from .etcd_flows import current, poke, wait_cluster
 from .flows import takeoff, wait_for
 from .standins import read_invocations, serve_standins
 from .test_cli import ainvoke
+from .test_replay import RECORD
+from .test_replay import _save as save_history
 from .test_standins import spki_hash
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
@@ -188,6 +190,24 @@ async def test_kubernetes_one_control_plane_one_worker(client, worker, repo: Git
             assert [a[:2] for a in kubectl] == [["apply", "-f"], ["drain", "meta-app-1"], ["delete", "node"]]
             assert "--ignore-daemonsets" in kubectl[1] and kubectl[2][-1] == "meta-app-1"
 
+            # orbiter reboot: drained, rebooted (a new boot), Ready again and uncordoned.
+            with connect(by_id["meta-app-0"], key) as w:
+                boot = w.run("cat /proc/sys/kernel/random/boot_id", check=True).stdout.strip()
+            result = await ainvoke("reboot", f"{orb}/meta", "meta-app-0")
+            assert result.exit_code == 0 and "rebooting meta-app-0" in result.output, result.output
+
+            def rebooted():
+                with connect(by_id["meta-cp-0"], key) as cp:
+                    steps = _kube_steps(read_invocations(cp))
+                s = current(repo).clusters["meta"]
+                done = steps[-2:] == ["kubectl drain meta-app-0", "kubectl uncordon meta-app-0"] and s.step is None
+                return done and s.phase == "Ready" and all(n.ready and n.cordoned is False for n in s.nodes)
+
+            await wait_for(rebooted, timeout=300, interval=2, what="meta-app-0 rebooted and uncordoned")
+            with connect(by_id["meta-app-0"], key) as w:
+                assert w.run("cat /proc/sys/kernel/random/boot_id", check=True).stdout.strip() != boot
+                assert w.run("systemctl is-active kubelet").stdout.strip() == "active"
+
             # Destroy: every machine goes, the kubeconfig secret stays while the cluster is in desired.yml.
             gone = repo.push({"desired.yml": desired(orb, extra="      destroyed: true\n")}, "destroy")
             await poke(client, wid)
@@ -270,6 +290,8 @@ async def test_kubernetes_upgrade_minor_by_minor_and_refused_downgrade(client, w
             await poke(client, wid)
             status = await wait_cluster(repo, down, phase="Blocked", timeout=300)
             assert "downgrade" in (status.error or "") and "minor" in (status.error or "")
+            if RECORD:
+                await save_history(client, "cluster_kubernetes_upgrade", f"cluster/{orb}/meta", "ClusterWorkflow")
         finally:
             await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])
 
@@ -373,20 +395,30 @@ async def test_kubernetes_three_control_planes_behind_a_vip_replace_and_scale_do
             [drained] = [c for c in cp_calls if c["argv"][:1] == ["kubectl"] and "drain" in c["argv"]]
             assert drained["argv"][3:5] == ["drain", "meta-app-0"] and new_join["time"] < drained["time"]
 
-            # Three control planes down to one: from the end of the pool, one at a time.
-            one = repo.push({"desired.yml": desired(orb, workers=2, cps=1, extra=extra)}, "one control plane")
+            # Workers 2 -> 4, then in one push workers 4 -> 1 and control planes 3 -> 1: workers
+            # first, each pool from its end, control planes one at a time behind the health gate.
+            four = repo.push({"desired.yml": desired(orb, workers=4, cps=3, extra=extra)}, "four workers")
+            await poke(client, wid)
+            status = await wait_cluster(repo, four, timeout=600)
+            workers = sorted(n.machine for n in status.nodes if n.role == "worker")
+            assert len(workers) == 4 and all(n.ready for n in status.nodes)
+            order = [n.machine for n in status.nodes]  # current.yml lists members in pool order
+            one = repo.push({"desired.yml": desired(orb, workers=1, cps=1, extra=extra)}, "one control plane")
             await poke(client, wid)
             status = await wait_cluster(repo, one, timeout=600)
-            assert sorted(n.machine for n in status.nodes) == ["meta-app-1", "meta-app-2", "meta-cp-0"]
+            assert sorted(n.machine for n in status.nodes) == ["meta-app-1", "meta-cp-0"]
             assert all(n.ready for n in status.nodes)
-            assert sorted(m["id"] for m in machines.list_status()) == ["meta-app-1", "meta-app-2", "meta-cp-0"]
+            assert sorted(m["id"] for m in machines.list_status()) == ["meta-app-1", "meta-cp-0"]
             with connect(by_id["meta-cp-0"], key) as cp:
                 cp_calls = read_invocations(cp)
                 assert f" {vip}/" in cp.run("ip -o -4 addr show").stdout  # the VIP is with the one left
-            removed = [c["argv"][4] for c in cp_calls if c["argv"][3:4] == ["drain"] and "meta-cp" in c["argv"][4]]
-            assert removed == ["meta-cp-2", "meta-cp-1"]
+            gone_workers = [w for w in reversed(order) if w.startswith("meta-app") and w != "meta-app-1"]
             deleted = [c["argv"][-1] for c in cp_calls if c["argv"][3:5] == ["delete", "node"]]
-            assert deleted == ["meta-app-0", "meta-cp-2", "meta-cp-1"]
+            assert deleted == ["meta-app-0", *gone_workers, "meta-cp-2", "meta-cp-1"]
+            drained = [c["argv"][4] for c in cp_calls if c["argv"][3:4] == ["drain"]]
+            assert drained == ["meta-app-0", *gone_workers, "meta-cp-2", "meta-cp-1"]
             assert _readyz(vip) == "ok"
+            if RECORD:  # a rich history for the determinism guard (tests/test_replay.py)
+                await save_history(client, "cluster_kubernetes_lifecycle", f"cluster/{orb}/meta", "ClusterWorkflow")
         finally:
             await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])

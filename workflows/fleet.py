@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PreparePackagesInput,
         PreparePackagesResult,
         ReleaseMachineInput,
+        remote_pins,
     )
 
     from .blocked import Blocked
@@ -45,6 +46,10 @@ MACHINE_RETRY = RetryPolicy(
 )
 
 
+# workflow.patched id: remote providers' package pins are computed here, not in an activity.
+PATCH_PACKAGES_IN_WORKFLOW = "fleet-packages-in-workflow"
+
+
 def spec_digest(spec: NodeSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
 
@@ -59,6 +64,10 @@ class Fleet:
         return self.desired.providers[name]
 
     async def packages(self, provider: str, wanted: dict[str, str]) -> PreparePackagesResult:
+        """Exact apt versions for wanted upstream versions. Only a local provider serves packages (an
+        activity); other machines install from their own mirrors, pinned to `<version>*`."""
+        if self.provider(provider).kind != "local" and workflow.patched(PATCH_PACKAGES_IN_WORKFLOW):
+            return PreparePackagesResult(versions=remote_pins(wanted))
         return await workflow.execute_activity(
             prepare_packages,
             PreparePackagesInput(provider_name=provider, provider=self.provider(provider), packages=wanted),
