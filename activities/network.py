@@ -78,7 +78,10 @@ def interface_of(ip: str, text: str) -> InterfaceFact | None:
 
 
 def _error(cluster: str, machine: Machine, err: Exception) -> ApplicationError:
-    msg = f"cluster {cluster}: machine {machine.id}: {_one_line(str(err)) or type(err).__name__}"
+    detail = _one_line(str(err)) or type(err).__name__
+    # SSH errors already name the machine ("machine cp-0 (root@10.0.0.5:22): ...").
+    where = "" if f"machine {machine.id} " in detail else f"machine {machine.id}: "
+    msg = f"cluster {cluster}: {where}{detail}"
     if isinstance(err, Unreachable):
         return ApplicationError(msg, type="Unreachable")
     for cls in (AuthFailed, HostKeyChanged, SecretsError, NetworkError):
