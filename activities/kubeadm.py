@@ -18,8 +18,9 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +33,7 @@ from orbiter.models.kubeadm import (
     CA_CERT,
     CONFIG_DIR,
     JOIN_TOKEN_TTL,
+    KUBE_DIR,
     KUBELET_CONF,
     ApplyCniInput,
     K8sNode,
@@ -60,6 +62,7 @@ KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"
 KUBEADM_TIMEOUT = 600.0
 KUBECTL_TIMEOUT = 120.0
 POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 10.0
 _TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _TOKEN_RE = re.compile(r"\b([a-z0-9]{6})\.([a-z0-9]{16})\b")
 _KEY_RE = re.compile(r"^([a-f0-9]{64})$", re.M)
@@ -80,6 +83,22 @@ def _scrub(text: str, hidden: list[str]) -> str:
 def _heartbeat(detail: str) -> None:
     if activity.in_activity():
         activity.heartbeat(detail)
+
+
+T = TypeVar("T")
+
+
+def _beating(detail: str, call: Callable[[], T]) -> T:
+    """`call()` in a helper thread while the activity's thread heartbeats every HEARTBEAT_SECONDS:
+    a kubeadm or kubectl command that runs for minutes must not outlive the heartbeat timeout, or
+    Temporal starts a second attempt while the first one still runs on the machine."""
+    if not activity.in_activity():
+        return call()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeadm") as pool:
+        future = pool.submit(call)
+        while not wait([future], timeout=HEARTBEAT_SECONDS).done:
+            activity.heartbeat(detail)
+        return future.result()
 
 
 def new_token() -> str:
@@ -240,15 +259,33 @@ def kubeadm_init(input: KubeadmInitInput) -> KubeadmInitResult:
     return KubeadmInitResult(initialized=initialized, ca_cert_hash=ca_hash, sealed_secrets={name: sealed})
 
 
+def _unfinished_join(path: str) -> str:
+    """Shell test: a kubeadm join started here and did not finish (files kubeadm writes before
+    kubelet.conf, or the filled config an attempt that never reached its cleanup left behind)."""
+    return (
+        f"[ -e {CA_CERT} ] || [ -e {ADMIN_CONF} ] || [ -e {KUBE_DIR}/bootstrap-kubelet.conf ]"
+        f' || [ -n "$(ls -A {KUBE_DIR}/manifests 2>/dev/null)" ] || [ -e {shlex.quote(path)} ]'
+    )
+
+
 @activity.defn
 def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
     """Join one machine once (an existing kubelet.conf means joined), with a token made for it and
-    deleted after, and for a control plane a fresh certificate key from `upload-certs`."""
+    deleted after, and for a control plane a fresh certificate key from `upload-certs`. A join an
+    earlier attempt left half done (its worker killed, or kubeadm failing part way) is undone with
+    `kubeadm reset -f` first: kubeadm's preflight refuses to join over its files and ports."""
     target = input.target
     path = f"{CONFIG_DIR}/join.yaml"
     with _remote(target.cluster, [input.machine], target.secrets) as node:
         if node.exists(KUBELET_CONF):
             return KubeadmJoinResult(joined=False)
+        check = f"if {_unfinished_join(path)}; then echo yes; else echo no; fi"
+        if node.run(check, "look for an unfinished kubeadm join").strip() == "yes":
+            _beating(
+                f"kubeadm reset {input.node}",
+                lambda: node.run("kubeadm reset -f", "kubeadm reset after an unfinished join", timeout=KUBEADM_TIMEOUT),
+            )
+            node.run(f"rm -f {path}", f"remove {path}")
         with _admin(target) as cp:
             desc = shlex.quote(f"orbiter: join of {input.node}")
             out = cp.run(
@@ -279,8 +316,10 @@ def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
                     node.hidden.append(keys[-1])
                 node.upload(path, fill(input.config, values))
                 try:
-                    _heartbeat(f"kubeadm join {input.node}")
-                    node.run(f"kubeadm join --config {path}", "kubeadm join", timeout=KUBEADM_TIMEOUT)
+                    _beating(
+                        f"kubeadm join {input.node}",
+                        lambda: node.run(f"kubeadm join --config {path}", "kubeadm join", timeout=KUBEADM_TIMEOUT),
+                    )
                 finally:
                     node.run(f"rm -f {path}", f"remove {path}")
             finally:
@@ -347,13 +386,16 @@ def drain(input: NodeActionInput) -> None:
     q = shlex.quote
     with _admin(input.target) as cp:
         _heartbeat(f"drain {input.node}")
-        cp.run(
-            f"{KUBECTL} drain {q(input.node)} --ignore-daemonsets --delete-emptydir-data"
-            f" --timeout={int(input.timeout_seconds)}s",
-            f"kubectl drain {input.node}",
-            "DrainBlocked",
-            timeout=input.timeout_seconds + 60,
-            ok=_absent,
+        _beating(
+            f"drain {input.node}",
+            lambda: cp.run(
+                f"{KUBECTL} drain {q(input.node)} --ignore-daemonsets --delete-emptydir-data"
+                f" --timeout={int(input.timeout_seconds)}s",
+                f"kubectl drain {input.node}",
+                "DrainBlocked",
+                timeout=input.timeout_seconds + 60,
+                ok=_absent,
+            ),
         )
 
 
@@ -393,10 +435,13 @@ def kubeadm_upgrade(input: KubeadmUpgradeInput) -> KubeadmUpgradeResult:
             except ValueError:
                 running = None
             if running != version:
-                node.run(f"kubeadm upgrade apply {shlex.quote(version)} -y", "kubeadm upgrade apply",
-                         timeout=KUBEADM_TIMEOUT)
+                command = f"kubeadm upgrade apply {shlex.quote(version)} -y"
+                _beating(command, lambda: node.run(command, "kubeadm upgrade apply", timeout=KUBEADM_TIMEOUT))
         else:
-            node.run("kubeadm upgrade node", "kubeadm upgrade node", timeout=KUBEADM_TIMEOUT)
+            _beating(
+                "kubeadm upgrade node",
+                lambda: node.run("kubeadm upgrade node", "kubeadm upgrade node", timeout=KUBEADM_TIMEOUT),
+            )
         return KubeadmUpgradeResult(version=version)
 
 

@@ -14,7 +14,11 @@ certificate key, versions, applied manifests) in /var/lib/standin-apiserver/stat
 first control plane. Control planes that join run the same unit as a follower that forwards
 every request to the primary, so a VIP or load balancer in front of them works. Test hook:
 /var/lib/standin-apiserver/stuck-pods.json on the primary ({"NODE": ["ns/pod", ...]}) names
-pods whose pod disruption budget blocks a drain of NODE.
+pods whose pod disruption budget blocks a drain of NODE. Test hook: /etc/standin/hold.json on a
+machine ({"POINT": seconds}) makes kubeadm pause at POINT, logged to holds.jsonl beside the
+invocations, then print a line, so a caller gone meanwhile stops it there as a closed pipe stops
+the real tool. Points: join-before-kubelet-conf (a control plane's certificates, manifests and
+admin.conf written, the node registered, no kubelet.conf yet), join-after-kubelet-conf.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ API_CONFIG = "/etc/standin-apiserver/config.json"
 API_UNIT = "standin-apiserver.service"
 STATE = API_DIR + "/state.json"
 STUCK = API_DIR + "/stuck-pods.json"
+HOLD = "/etc/standin/hold.json"
 CERT_KEY_TTL = 2 * 3600
 DEFAULT_GRACE = 40.0
 KUBEADM_APIS = {"kubeadm.k8s.io/v1beta3": (22, 99), "kubeadm.k8s.io/v1beta4": (31, 99)}
@@ -165,6 +170,19 @@ def _append(path: str, obj: dict) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+def hold(point: str) -> None:
+    """Test hook (HOLD): pause at `point`, then print (which fails if the caller has gone)."""
+    try:
+        with open(HOLD) as f:
+            seconds = float(json.load(f).get(point) or 0)
+    except (OSError, ValueError, AttributeError):
+        return
+    if seconds > 0:
+        _append(LOG_DIR + "/holds.jsonl", {"point": point, "seconds": seconds, "time": now(), "pid": os.getpid()})
+        time.sleep(seconds)
+        out(f"[{STANDIN}] held at {point} for {seconds:g}s")
 
 
 # -- a YAML subset (block mappings and sequences, scalars, empty flow collections) -----------
@@ -1270,8 +1288,10 @@ def kubeadm_join(pos: list[str], flags: dict) -> int:
         write_file(ADMIN_CONF, kubeconfig(server, ca, "kubernetes-admin", result["adminToken"]), 0o600)
     else:
         write_file(PKI + "/ca.crt", ca)
+    hold("join-before-kubelet-conf")
     write_file(KUBELET_CONF, kubeconfig(server, ca, f"system:node:{node}", result["credential"]), 0o600)
     _kubelet_config(cfg)
+    hold("join-after-kubelet-conf")
     out("[kubelet-start] Starting the kubelet")
     systemctl("restart", "kubelet.service")
     if cp is not None:
