@@ -519,7 +519,8 @@ class KubernetesReconcile(KindReconcile):
             drain,
             NodeActionInput(target=self.target(), node=member.name, timeout_seconds=timeout),
             start_to_close_timeout=timedelta(seconds=timeout + 120),
-            retry_policy=RetryPolicy(maximum_attempts=2),
+            heartbeat_timeout=timedelta(minutes=1),  # a lost worker's drain is retried at once
+            retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"drain {member.name}",
         )
 
