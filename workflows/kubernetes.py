@@ -274,9 +274,16 @@ class KubernetesReconcile(KindReconcile):
         if self.vip is None or member.role != plan.CONTROL_PLANE:
             return None
         position = self.control_planes.index(member)
+        provider = self.desired.providers[member.provider]
+        # Unicast to the static pool's other machines (a fixed list: adding a control plane changes
+        # no config, so keepalived restarts nowhere); local machines share a bridge: multicast.
+        peers = []
+        if isinstance(provider, StaticProvider):
+            peers = [m.ip for m in provider.pools.get(member.pool, []) if m.id != member.name]
         return plan.Keepalived(
             interface=member.join["interface"],
             ip=self.ip(member),
+            peers=peers,
             position=position,
             router_id=plan.virtual_router_id(f"{self.cluster.input.orb}/{self.name}"),
         )

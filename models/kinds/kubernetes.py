@@ -38,6 +38,10 @@ KEEPALIVED_PACKAGES = ("keepalived", "curl")  # curl: the API server health chec
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 KEEPALIVED_CHECK = "/etc/keepalived/check_apiserver.sh"
+# Debian's unit does not restart keepalived: a killed one would leave its VIP behind while another
+# machine takes it too, until the node agent's next round.
+KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/orbiter.conf"
+KEEPALIVED_DROPIN_TEXT = "# managed by orbiter\n[Service]\nRestart=always\nRestartSec=2\n"
 KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 KERNEL_MODULES = ["overlay", "br_netfilter"]
 SYSCTLS = {
@@ -462,8 +466,9 @@ def node_spec(
         files += [
             FileSpec(path=KEEPALIVED_CONFIG, content=keepalived_config(machine, address, vip), mode="0640"),
             FileSpec(path=KEEPALIVED_CHECK, content=keepalived_check(port), mode="0755"),
+            FileSpec(path=KEEPALIVED_DROPIN, content=KEEPALIVED_DROPIN_TEXT),
         ]
-        restart = [KEEPALIVED_CONFIG, KEEPALIVED_CHECK, "keepalived"]
+        restart = [KEEPALIVED_CONFIG, KEEPALIVED_CHECK, KEEPALIVED_DROPIN, "keepalived"]
         units.append(UnitSpec(name="keepalived.service", restart_on=restart))
     return NodeSpec(
         hostname=machine,
