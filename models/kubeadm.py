@@ -75,7 +75,8 @@ class K8sNodesInput(Model):
     wait_ready: list[str] = []
     wait_version: str | None = None  # and, when set, running this kubelet version ("v1.31.2")
     timeout_seconds: float = 180.0
-    # With wait_ready: on each of these control planes the local API server's /readyz and etcd member.
+    # With wait_ready, also on each of these control planes (in parallel, one SSH round trip each per
+    # poll): the local API server's /readyz answers ok and the local etcd member's /health is true.
     gate_control_planes: list[Machine] = []
 
 

@@ -31,6 +31,7 @@ STANDIN = "orbiter test stand-in, not Kubernetes"
 INVOCATIONS = "/var/log/standin/invocations.jsonl"
 EXITS = "/var/log/standin/exits.jsonl"
 STUCK_PODS = "/var/lib/standin-apiserver/stuck-pods.json"
+ETCD_UNHEALTHY = "/var/lib/standin-apiserver/etcd-unhealthy"
 # Fixed file times so a rebuild of the same version gives the same bytes (and apt sees no change).
 EPOCH = 1704067200
 
@@ -230,6 +231,14 @@ def read_invocations(session: SshSession) -> list[dict]:
 def set_stuck_pods(session: SshSession, stuck: dict[str, list[str]]) -> None:
     """Test hook on the API machine: pods ("ns/name") whose disruption budget blocks draining each node."""
     session.upload(STUCK_PODS, json.dumps(stuck).encode())
+
+
+def set_etcd_unhealthy(session: SshSession, reason: str | None) -> None:
+    """Test hook on a control plane: its stand-in etcd member reports unhealthy for `reason` (None: healthy)."""
+    if reason is None:
+        session.run(f"rm -f {ETCD_UNHEALTHY}", check=True)
+    else:
+        session.upload(ETCD_UNHEALTHY, reason.encode())
 
 
 def api_state(session: SshSession) -> dict:

@@ -19,6 +19,20 @@ machine ({"POINT": seconds}) makes kubeadm pause at POINT, logged to holds.jsonl
 invocations, then print a line, so a caller gone meanwhile stops it there as a closed pipe stops
 the real tool. Points: join-before-kubelet-conf (a control plane's certificates, manifests and
 admin.conf written, the node registered, no kubelet.conf yet), join-after-kubelet-conf.
+
+Stacked etcd: the API state keeps a stand-in etcd member list ("etcdMembers"). `kubeadm init` adds
+the first member, `kubeadm join --control-plane` one more (the same name replaces its old entry),
+and `kubeadm reset` on a control plane removes this machine's member first, as the real
+remove-etcd-member phase does (never the only member; a failure only warns), printing "[reset]
+Deleted contents of the etcd data directory: /var/lib/etcd". Every control plane's
+standin-apiserver also serves etcd's metrics listener, plain HTTP on 127.0.0.1:2381: GET /health
+answers {"health":"true","reason":""} while the member is in the list and the primary answers,
+else HTTP 503 {"health":"false","reason":"..."}. Test hook: /var/lib/standin-apiserver/
+etcd-unhealthy on a control plane makes its member unhealthy (the file's text is the reason). A
+follower's /readyz fails (HTTP 500, "[-]etcd failed") while the primary does not answer. kubectl
+honours --server, --tls-server-name, --insecure-skip-tls-verify and --request-timeout, and the
+static pod markers carry the flags tools read (kube-apiserver --secure-port, etcd
+--listen-metrics-urls).
 """
 
 from __future__ import annotations
@@ -58,6 +72,9 @@ API_CONFIG = "/etc/standin-apiserver/config.json"
 API_UNIT = "standin-apiserver.service"
 STATE = API_DIR + "/state.json"
 STUCK = API_DIR + "/stuck-pods.json"
+ETCD_UNHEALTHY = API_DIR + "/etcd-unhealthy"
+ETCD_DATA = "/var/lib/etcd"
+ETCD_METRICS_PORT = 2381  # kubeadm's --listen-metrics-urls=http://127.0.0.1:2381 (/health, the liveness probe)
 HOLD = "/etc/standin/hold.json"
 CERT_KEY_TTL = 2 * 3600
 DEFAULT_GRACE = 40.0
@@ -574,6 +591,15 @@ class ApiError(Exception):
         self.body = body
 
 
+class _NamedContext(ssl.SSLContext):
+    """Verifies the server certificate for `server_name`, not the host dialed (kubectl --tls-server-name)."""
+
+    server_name: str | None = None
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name or server_hostname, **kwargs)
+
+
 def api(
     server: str,
     method: str,
@@ -582,8 +608,14 @@ def api(
     token: str = "",
     ca: str | None = None,
     timeout: float = 15,
+    server_name: str | None = None,
 ) -> dict:
-    ctx = ssl.create_default_context(cadata=ca) if ca else ssl._create_unverified_context()  # noqa: S323
+    if ca and server_name:
+        ctx = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cadata=ca)
+        ctx.server_name = server_name
+    else:
+        ctx = ssl.create_default_context(cadata=ca) if ca else ssl._create_unverified_context()  # noqa: S323
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(server.rstrip("/") + path, data=data, method=method)
     req.add_header("Content-Type", "application/json")
@@ -612,13 +644,21 @@ def api(
 
 
 class Cluster:
-    """A kubeconfig's view of the stand-in API."""
+    """A kubeconfig's view of the stand-in API, with kubectl's --server, --tls-server-name,
+    --insecure-skip-tls-verify and --request-timeout overrides."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, flags: dict | None = None) -> None:
         self.conf = load_kubeconfig(path)
+        flags = flags or {}
+        self.conf["server"] = flag(flags, "--server", "-s") or self.conf["server"]
+        self.server_name = flag(flags, "--tls-server-name")
+        if flag(flags, "--insecure-skip-tls-verify") in ("", "true"):
+            self.conf["ca"] = None
+        self.timeout = go_duration(flag(flags, "--request-timeout", default="0") or "0") or None
 
     def call(self, method: str, path: str, body: dict | None = None, timeout: float = 15) -> dict:
-        return api(self.conf["server"], method, path, body, self.conf["token"], self.conf["ca"], timeout)
+        c = self.conf
+        return api(c["server"], method, path, body, c["token"], c["ca"], self.timeout or timeout, self.server_name)
 
 
 # -- small helpers shared by the tools --------------------------------------------------------
@@ -930,8 +970,8 @@ def kubeadm_init(flags: dict) -> int:
         f"names and IPs {sans}"
     )
     _serving_cert(ca_pem, ca_key, sans)
-    for m in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
-        write_file(f"{MANIFESTS}/{m}.yaml", f"# {STANDIN}: marker for the static pod {m}\n")
+    _static_pods(port)
+    out(f'[etcd] Creating static Pod manifest for local etcd in "{MANIFESTS}" (stand-in: a member in the API state)')
     networking = cluster.get("networking") or {}
     admin_token = secrets.token_hex(24)
     state = {
@@ -953,13 +993,14 @@ def kubeadm_init(flags: dict) -> int:
         "upgrades": [],
         "events": [],
         "settings": {"nodeMonitorGracePeriodSeconds": DEFAULT_GRACE},
+        "etcdMembers": [etcd_member(node, ip)],
         "primary": f"https://{ip}:{port}",
         "initConfiguration": init,
         "clusterConfiguration": cluster,
     }
     os.makedirs(API_DIR, exist_ok=True)
     write_file(STATE, json.dumps(state, indent=1), 0o600)
-    write_file(API_CONFIG, json.dumps({"mode": "primary", "port": port}), 0o600)
+    write_file(API_CONFIG, json.dumps({"mode": "primary", "port": port, "node": node, "ip": ip}), 0o600)
     out('[control-plane] Creating static Pod manifest for "kube-apiserver" (stand-in: standin-apiserver.service)')
     systemctl("daemon-reload")
     systemctl("enable", API_UNIT)
@@ -1039,6 +1080,31 @@ def _port_in_use(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _static_pods(port: int) -> None:
+    """Marker manifests, with the flags of the real ones that tools read (the API port, etcd's /health)."""
+    flags = {
+        "kube-apiserver": [f"--secure-port={port}", "--etcd-servers=https://127.0.0.1:2379"],
+        "etcd": [f"--listen-metrics-urls=http://127.0.0.1:{ETCD_METRICS_PORT}", f"--data-dir={ETCD_DATA}"],
+    }
+    for m in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
+        command = "".join(f"    - {a}\n" for a in [m, *flags.get(m, [])])
+        write_file(
+            f"{MANIFESTS}/{m}.yaml",
+            f"# {STANDIN}: marker for the static pod {m}\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {m}\n"
+            f"  namespace: kube-system\nspec:\n  containers:\n  - name: {m}\n    command:\n{command}",
+        )
+
+
+def etcd_member(name: str, ip: str) -> dict:
+    """A stand-in etcd member as `etcdctl member list` would show it."""
+    return {
+        "name": name,
+        "id": int.from_bytes(hashlib.sha256(f"{name}/{ip}".encode()).digest()[:8], "big"),
+        "peerURLs": [f"https://{ip}:2380"],
+        "clientURLs": [f"https://{ip}:2379"],
+    }
 
 
 def _sans(cluster: dict, ip: str, cpe: str, node: str) -> list[str]:
@@ -1278,9 +1344,15 @@ def kubeadm_join(pos: list[str], flags: dict) -> int:
         _serving_cert(
             ca, key_from_pem(result["caKey"]), _sans(cluster, ip, result.get("controlPlaneEndpoint", ""), node)
         )
-        for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
-            write_file(f"{MANIFESTS}/{comp}.yaml", f"# {STANDIN}: marker for the static pod {comp}\n")
-        write_file(API_CONFIG, json.dumps({"mode": "follower", "port": port, "primary": result["primary"]}), 0o600)
+        _static_pods(port)
+        os.makedirs(API_DIR, exist_ok=True)
+        out("[etcd] Announced new etcd member joining to the existing etcd cluster")
+        out('[etcd] Creating static Pod manifest for "etcd"')
+        write_file(
+            API_CONFIG,
+            json.dumps({"mode": "follower", "port": port, "primary": result["primary"], "node": node, "ip": ip}),
+            0o600,
+        )
         systemctl("daemon-reload")
         systemctl("enable", API_UNIT)
         systemctl("restart", API_UNIT)
@@ -1340,6 +1412,11 @@ def kubeadm_reset(flags: dict) -> int:
             api(conf["server"], "POST", "/standin/reset", {"name": node}, conf["token"], conf["ca"], timeout=10)
         except (Fail, ApiError, KeyError) as exc:
             err(f"W0000 00:00:00.000000 reset.go] [reset] Unable to reach the stand-in API to record the reset: {exc}")
+    if os.path.exists(MANIFESTS + "/etcd.yaml"):
+        _remove_etcd_member()
+    else:
+        out("[reset] No etcd config found. Assuming external etcd")
+        out("[reset] Please, manually reset etcd to prevent further issues")
     out("[reset] Stopping the kubelet service")
     systemctl("stop", "kubelet.service")
     if os.path.exists(API_CONFIG):
@@ -1356,6 +1433,44 @@ def kubeadm_reset(flags: dict) -> int:
     )
     out("\nThe reset process does not clean CNI configuration. To do so, you must remove /etc/cni/net.d\n")
     return 0
+
+
+def _local_member() -> tuple[str, str]:
+    """This control plane's node name and address, as its init/join recorded them."""
+    try:
+        with open(API_CONFIG) as f:
+            conf = json.load(f)
+    except (OSError, ValueError):
+        conf = {}
+    name = conf.get("node")
+    if not name and os.path.exists(KUBELET_CONF):
+        try:
+            name = load_kubeconfig(KUBELET_CONF)["user"].removeprefix("system:node:")
+        except (Fail, KeyError, OSError):
+            name = None
+    return (name or hostname()), conf.get("ip") or local_ip()
+
+
+def _remove_etcd_member() -> None:
+    """kubeadm reset's remove-etcd-member phase: take this control plane's member out of the etcd
+    cluster (not the only member), then empty the etcd data directory; a failure only warns."""
+    name, ip = _local_member()
+    path = ADMIN_CONF if os.path.exists(ADMIN_CONF) else KUBELET_CONF
+    try:
+        conf = load_kubeconfig(path)
+        body = {"name": name, "peerURL": f"https://{ip}:2380"}
+        api(conf["server"], "POST", "/standin/etcd/remove", body, conf["token"], conf["ca"], timeout=10)
+    except (Fail, ApiError, KeyError, OSError) as exc:
+        err(
+            f"W0000 00:00:00.000000 removeetcdmember.go] [reset] Failed to remove etcd member: {exc}, please "
+            "manually remove this etcd member using etcdctl"
+        )
+        return
+    if os.path.isdir(ETCD_DATA):
+        for entry in os.listdir(ETCD_DATA):
+            target = os.path.join(ETCD_DATA, entry)
+            shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else os.unlink(target)
+    out(f"[reset] Deleted contents of the etcd data directory: {ETCD_DATA}")
 
 
 def kubeadm_upgrade(pos: list[str], flags: dict) -> int:
@@ -1514,6 +1629,8 @@ KUBECTL_VALUE_FLAGS = {
     "--server",
     "--request-timeout",
     "--skew-max",
+    "--tls-server-name",
+    "-s",
 }
 
 
@@ -1533,7 +1650,7 @@ def kubectl(argv: list[str]) -> int:
             )
             return 0
     path = flag(flags, "--kubeconfig") or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    c = Cluster(path)
+    c = Cluster(path, flags)
     if verb == "version":
         server = c.call("GET", "/version")
         out(
@@ -1860,12 +1977,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         try:
+            if self.follower_primary and method == "GET" and self.path.split("?", 1)[0] == "/readyz":
+                self._follower_readyz()
+                return
             if self.follower_primary and not self.path.startswith("/standin/local/"):
                 self._forward(method)
                 return
             self._route(method)
         except Exception as exc:  # noqa: BLE001
             self._status(500, "InternalError", f"{type(exc).__name__}: {exc}")
+
+    def _follower_readyz(self) -> None:
+        """Ready while the primary (the stand-in etcd) answers, like an API server whose etcd does."""
+        try:
+            ctx = ssl.create_default_context(cadata=self.ca_pem)
+            with urllib.request.urlopen(self.follower_primary + "/readyz", context=ctx, timeout=5) as resp:
+                ok = resp.status == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            ok = False
+        if ok:
+            self._send(200, "ok", raw=True)
+        else:
+            self._send(500, "[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\nreadyz check failed\n", raw=True)
 
     def _forward(self, method: str) -> None:
         n = int(self.headers.get("Content-Length") or 0)
@@ -1994,6 +2127,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 store.save()
                 self._send(200, {"ok": True})
                 return
+            if method == "GET" and path == "/standin/etcd/members":
+                self._send(200, {"members": st.get("etcdMembers", [])})
+                return
+            if method == "POST" and path == "/standin/etcd/remove":
+                self._etcd_remove(who, ident, self._body(), st)
+                store.save()
+                return
             if method == "POST" and path == "/standin/upgrade-node":
                 b = self._body()
                 n = st["nodes"].get(b["name"])
@@ -2010,6 +2150,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             self._admin(method, path, query, st)
             store.save()
+
+    def _etcd_remove(self, who: str, ident: str | None, b: dict, st: dict) -> None:
+        """kubeadm reset's remove-etcd-member: by name or peer URL; the only member stays; gone is done."""
+        if who == "node" and ident != b.get("name"):
+            self._status(403, "Forbidden", "a node may only remove its own etcd member")
+            return
+        members = st.setdefault("etcdMembers", [])
+        found = [m for m in members if m["name"] == b.get("name") or b.get("peerURL") in m["peerURLs"]]
+        if not found:
+            self._send(200, {"removed": False, "reason": "already removed", "members": members})
+        elif len(members) == 1:
+            self._send(200, {"removed": False, "reason": "the only remaining etcd member", "members": members})
+        else:
+            st["etcdMembers"] = [m for m in members if m not in found]
+            for m in found:
+                self.store.event("etcd-member-remove", member=m["name"], id=m["id"])
+            self._send(200, {"removed": True, "members": st["etcdMembers"]})
 
     def _expire(self, st: dict) -> None:
         for tid in [t for t, v in st["tokens"].items() if v["expires"] and v["expires"] <= now()]:
@@ -2070,6 +2227,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "error decoding certs: cipher: message authentication failed",
                 )
                 return
+            members = [m for m in st.setdefault("etcdMembers", []) if m["name"] != name]
+            st["etcdMembers"] = [*members, etcd_member(name, b["ip"])]
+            self.store.event("etcd-member-add", member=name, id=st["etcdMembers"][-1]["id"])
             result.update(
                 caKey=st["ca"]["key"],
                 adminToken=st["adminToken"],
@@ -2229,6 +2389,66 @@ def _cp_taints(role: str) -> list:
     return [{"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}] if role == "control-plane" else []
 
 
+class EtcdHealth(http.server.BaseHTTPRequestHandler):
+    """The stand-in etcd member's metrics listener: GET /health as etcd answers it."""
+
+    server_version = "standin-etcd"
+    member = ""
+
+    def log_message(self, fmt: str, *args) -> None:  # noqa: D102
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.split("?", 1)[0] != "/health":
+            self.send_error(404)
+            return
+        reason = etcd_unhealthy(self.member)
+        health = {"health": "false" if reason else "true", "reason": reason or ""}
+        body = json.dumps(health, separators=(",", ":")).encode()
+        self.send_response(503 if reason else 200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def etcd_unhealthy(member: str) -> str | None:
+    """Why this control plane's etcd member is not healthy, None when it is: the test hook, a
+    primary that does not answer (no leader), or a member no longer in the member list."""
+    try:
+        return read_text(ETCD_UNHEALTHY).strip() or "stand-in test hook: etcd-unhealthy"
+    except OSError:
+        pass
+    if Handler.store is not None:
+        with Handler.store.lock:
+            members = Handler.store.state.get("etcdMembers")
+    else:
+        path = ADMIN_CONF if os.path.exists(ADMIN_CONF) else KUBELET_CONF
+        try:
+            token = load_kubeconfig(path)["token"]
+            members = api(Handler.follower_primary, "GET", "/standin/etcd/members", None, token, Handler.ca_pem, 5)[
+                "members"
+            ]
+        except (Fail, ApiError, KeyError, OSError, ValueError) as exc:
+            err(f"standin-apiserver: etcd health: the primary {Handler.follower_primary} does not answer: {exc}")
+            return "RAFT NO LEADER"
+    if members is not None and member not in [m["name"] for m in members]:
+        return f"stand-in: member {member} is not in the etcd member list (removed)"
+    return None
+
+
+def _serve_etcd_health(member: str) -> None:
+    EtcdHealth.member = member
+    while True:
+        try:
+            srv = http.server.ThreadingHTTPServer(("127.0.0.1", ETCD_METRICS_PORT), EtcdHealth)
+        except OSError as exc:
+            err(f"standin-apiserver: etcd health on 127.0.0.1:{ETCD_METRICS_PORT}: {exc}; retrying")
+            time.sleep(1)
+            continue
+        srv.serve_forever()
+
+
 def apiserver(argv: list[str]) -> int:
     with open(API_CONFIG) as f:
         conf = json.load(f)
@@ -2237,6 +2457,8 @@ def apiserver(argv: list[str]) -> int:
         Handler.store = Store()
     else:
         Handler.follower_primary = conf["primary"]
+    member = conf.get("node") or hostname()
+    threading.Thread(target=_serve_etcd_health, args=(member,), daemon=True, name="etcd-health").start()
     srv = http.server.ThreadingHTTPServer(("0.0.0.0", int(conf.get("port", 6443))), Handler)  # noqa: S104
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(PKI + "/apiserver.crt", PKI + "/apiserver.key")
