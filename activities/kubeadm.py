@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from orbiter.models.kinds.kubernetes import fill
+from orbiter.models.kinds.kubernetes import INIT_TOKEN_DESCRIPTION, fill
 from orbiter.models.kubeadm import (
     ADMIN_CONF,
     CA_CERT,
@@ -60,6 +60,7 @@ from .secretstore import resolve_secret
 from .ssh import AuthFailed, HostKeyChanged, SshError, SshSession, Unreachable, connect
 
 KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"
+ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 KUBEADM_TIMEOUT = 600.0
 KUBECTL_TIMEOUT = 120.0
 POLL_SECONDS = 1.0
@@ -217,6 +218,46 @@ def _delete_token(cp: _Remote, token: str) -> None:
     )
 
 
+def _wait_api(cp: _Remote, timeout: float = 180.0) -> None:
+    """Until the API answers /readyz through admin.conf's server (the cluster's endpoint)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _heartbeat("waiting for the API endpoint")
+        out = cp.run(
+            f"{KUBECTL} get --raw /readyz 2>&1 || true", "kubectl get --raw /readyz", "NotReady", timeout=30
+        )
+        if out.strip() == "ok":
+            return
+        if time.monotonic() > deadline:
+            detail = _scrub(_one_line(out), cp.hidden) or "(no answer)"
+            raise ApplicationError(
+                f"{cp.where()}: the API endpoint does not answer within {timeout:.0f}s of kubeadm init: {detail}",
+                type="NotReady",
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _delete_init_tokens(cp: _Remote) -> None:
+    """Delete the bootstrap tokens orbiter's kubeadm init configs made (their description says so)."""
+    out = cp.run(f"kubeadm token list --kubeconfig {ADMIN_CONF} -o json", "kubeadm token list")
+    decoder, pos, found = json.JSONDecoder(), 0, []
+    text = out.strip()
+    while pos < len(text):
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+        pos = end
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if isinstance(item, dict) and str(item.get("description", "")).startswith(INIT_TOKEN_DESCRIPTION):
+            found.append(str(item.get("token", "")))
+    for token in found:
+        cp.hidden.append(token)
+        if token:
+            _delete_token(cp, token)
+
+
 def _read_ca_hash(remote: _Remote) -> str:
     pem = remote.run(f"cat {CA_CERT}", f"read {CA_CERT}")
     try:
@@ -244,11 +285,17 @@ def kubeadm_init(input: KubeadmInitInput) -> KubeadmInitResult:
             try:
                 _heartbeat("kubeadm init")
                 extra = " --upload-certs" if "CERT_KEY" in values else ""
-                cp.run(f"kubeadm init --config {path}{extra}", "kubeadm init", timeout=KUBEADM_TIMEOUT)
+                _beating(
+                    "kubeadm init",
+                    lambda: cp.run(f"kubeadm init --config {path}{extra}", "kubeadm init", timeout=KUBEADM_TIMEOUT),
+                )
             finally:
                 cp.run(f"rm -f {path}", f"remove {path}")
-            _delete_token(cp, token)  # joins make their own short-lived tokens
             initialized = True
+        # Behind a VIP the endpoint answers only once keepalived has seen the API healthy: wait, so
+        # the next steps (and the token cleanup) do not race it.
+        _wait_api(cp)
+        _delete_init_tokens(cp)  # joins make their own short-lived tokens; also after a retry
         kubeconfig = cp.run(f"cat {ADMIN_CONF}", f"read {ADMIN_CONF}")
         ca_hash = _read_ca_hash(cp)
     name = kubeconfig_secret(target.cluster)
@@ -271,14 +318,18 @@ def _unfinished_join(path: str) -> str:
 
 @activity.defn
 def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
-    """Join one machine once (an existing kubelet.conf means joined), with a token made for it and
-    deleted after, and for a control plane a fresh certificate key from `upload-certs`. A join an
+    """Join one machine once (kubelet.conf, and a control plane's etcd manifest, mean joined), with a
+    token made for it and deleted after, and for a control plane a fresh certificate key from
+    `upload-certs`. A join an
     earlier attempt left half done (its worker killed, or kubeadm failing part way) is undone with
     `kubeadm reset -f` first: kubeadm's preflight refuses to join over its files and ports."""
     target = input.target
     path = f"{CONFIG_DIR}/join.yaml"
     with _remote(target.cluster, [input.machine], target.secrets) as node:
-        if node.exists(KUBELET_CONF):
+        # kubeadm writes kubelet.conf before a control plane's etcd member joins: that one is done
+        # once its etcd manifest is there too.
+        done = [KUBELET_CONF] + ([ETCD_MANIFEST] if input.control_plane else [])
+        if all(node.exists(p) for p in done):
             return KubeadmJoinResult(joined=False)
         check = f"if {_unfinished_join(path)}; then echo yes; else echo no; fi"
         if node.run(check, "look for an unfinished kubeadm join").strip() == "yes":
@@ -454,10 +505,26 @@ def _absent(_status: int, _out: str, err: str) -> bool:
     return "NotFound" in err or "not found" in err
 
 
+_EVICTING = re.compile(r'pods/"([^"]+)" -n "([^"]+)"')
+
+
+def blocking_pods(stderr: str) -> list[str]:
+    """namespace/name of the pods kubectl drain could not evict, as its errors name them."""
+    return sorted({f"{ns}/{pod}" for pod, ns in _EVICTING.findall(stderr)})
+
+
 @activity.defn
 def drain(input: NodeActionInput) -> None:
     """Cordon and drain, daemonsets ignored; a drain that cannot finish names the pods that stop it."""
     q = shlex.quote
+    failed: list[str] = []
+
+    def refused(status: int, out: str, err: str) -> bool:
+        if _absent(status, out, err):
+            return True
+        failed.append(err)
+        return bool(blocking_pods(err))  # named below; other failures run() raises as they are
+
     with _admin(input.target) as cp:
         _heartbeat(f"drain {input.node}")
         _beating(
@@ -468,9 +535,16 @@ def drain(input: NodeActionInput) -> None:
                 f"kubectl drain {input.node}",
                 "DrainBlocked",
                 timeout=input.timeout_seconds + 60,
-                ok=_absent,
+                ok=refused,
             ),
         )
+        if failed and (pods := blocking_pods(failed[-1])):
+            raise ApplicationError(
+                f"{cp.where()}: drain of {input.node} cannot finish within {int(input.timeout_seconds)}s: pods"
+                f" {', '.join(pods)} cannot be evicted (a pod disruption budget or a slow shutdown); fix them or"
+                " raise upgrade.drainTimeout, then `orbiter retry`",
+                type="DrainBlocked",
+            )
 
 
 @activity.defn

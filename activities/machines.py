@@ -216,8 +216,16 @@ def release_machine(input: ReleaseMachineInput) -> None:
             script += [f"systemctl disable --now {shlex.quote(unit)} 2>/dev/null" for unit in input.units]
             script += [f"rm -rf {shlex.quote(path)}" for path in input.files + input.data_dirs]
             if input.packages:
-                script.append("DEBIAN_FRONTEND=noninteractive apt-get remove -y "
-                              + " ".join(shlex.quote(p) for p in input.packages) + " >/dev/null 2>&1")
+                # orbiter held them: apt refuses to remove held packages unless told.
+                names = " ".join(shlex.quote(p) for p in input.packages)
+                script += [
+                    f"installed=$(dpkg-query -W -f='${{Package}} ${{Status}}\\n' {names} 2>/dev/null"
+                    " | awk '/ installed$/ {print $1}')",
+                    'if [ -n "$installed" ]; then',
+                    "  DEBIAN_FRONTEND=noninteractive apt-get remove -y -q --allow-change-held-packages $installed"
+                    ' >/tmp/orbiter-release.log 2>&1 || { tail -n 3 /tmp/orbiter-release.log >&2; exit 1; }',
+                    "fi",
+                ]
             script.append("systemctl daemon-reload; true")
             with connect(input.machine, key) as session:
                 session.run("\n".join(script), check=True)

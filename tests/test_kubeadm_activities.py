@@ -7,7 +7,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from orbiter.activities import kubeadm
-from orbiter.activities.kubeadm import _scrub, ca_cert_hash, new_token
+from orbiter.activities.kubeadm import _scrub, blocking_pods, ca_cert_hash, new_token
 from orbiter.activities.machines import ANY, served_versions
 from orbiter.models.kinds.kubernetes import fill
 
@@ -65,3 +65,14 @@ def test_a_long_kubeadm_call_heartbeats_while_it_runs(monkeypatch):
     with pytest.raises(TimeoutError, match="own error"):
         env.run(lambda: kubeadm._beating("x", fails))
     assert kubeadm._beating("outside an activity", lambda: 7) == 7
+
+
+def test_a_blocked_drain_names_the_pods_that_stop_it():
+    stderr = (
+        'evicting pod shop/db-0\nerror when evicting pods/"db-0" -n "shop" (will retry after 5s): Cannot evict pod'
+        " as it would violate the pod's disruption budget.\n"
+        'There are pending pods in node "w1" when an error occurred: [error when evicting pods/"db-0" -n "shop":'
+        ' global timeout reached: 30s, error when evicting pods/"api-7" -n "web": global timeout reached: 30s]'
+    )
+    assert blocking_pods(stderr) == ["shop/db-0", "web/api-7"]
+    assert blocking_pods("error: node w1 not found") == []

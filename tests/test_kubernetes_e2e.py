@@ -25,7 +25,7 @@ from orbiter.models.secrets import read_secret
 from .conftest import MASTER_KEY, GitRepo
 from .etcd_flows import current, poke, wait_cluster
 from .flows import takeoff, wait_for
-from .standins import read_invocations, serve_standins
+from .standins import read_invocations, serve_standins, set_stuck_pods
 from .test_cli import ainvoke
 from .test_replay import RECORD
 from .test_replay import _save as save_history
@@ -178,17 +178,32 @@ async def test_kubernetes_one_control_plane_one_worker(client, worker, repo: Git
                 tokens.append(yaml.safe_load(next(iter(joins2[0]["configs"].values())))["discovery"]["bootstrapToken"]["token"])
                 assert len([c for c in read_invocations(w) if c["argv"][:2] == ["kubeadm", "join"]]) == 1
 
-            # Back to 1: the worker at the end of the pool is drained, reset, deleted and its machine removed.
-            one = repo.push({"desired.yml": desired(orb, workers=1)}, "one worker")
+            # Back to 1: the worker at the end of the pool is drained, reset, deleted and its machine
+            # removed. A pod disruption budget first holds the drain: Blocked, naming the pod; once it
+            # is gone, `orbiter retry` finishes the job.
+            with connect(by_id["meta-cp-0"], key) as cp:
+                set_stuck_pods(cp, {"meta-app-1": ["shop/db-0"]})
+            short = "      upgrade: {drainTimeout: 5s}\n"
+            one = repo.push({"desired.yml": desired(orb, workers=1, extra=short)}, "one worker")
             await poke(client, wid)
+            status = await wait_cluster(repo, one, phase="Blocked", timeout=600)
+            assert "drain of meta-app-1" in (status.error or "") and "shop/db-0" in (status.error or "")
+            assert "meta-app-1" in {n.machine for n in status.nodes}  # nothing removed yet
+            with connect(by_id["meta-cp-0"], key) as cp:
+                set_stuck_pods(cp, {})
+            result = await ainvoke("retry", f"{orb}/meta")
+            assert result.exit_code == 0, result.output
+            await wait_for(lambda: current(repo).clusters["meta"].phase != "Blocked", timeout=60, what="retry started")
             status = await wait_cluster(repo, one, timeout=600)
             assert sorted(n.machine for n in status.nodes) == ["meta-app-0", "meta-cp-0"]
             assert sorted(m["id"] for m in machines.list_status()) == ["meta-app-0", "meta-cp-0"]
             with connect(by_id["meta-cp-0"], key) as cp:
                 cp_calls = read_invocations(cp)
             kubectl = [c["argv"][3:] for c in cp_calls if c["argv"][:1] == ["kubectl"] and "get" not in c["argv"]]
-            assert [a[:2] for a in kubectl] == [["apply", "-f"], ["drain", "meta-app-1"], ["delete", "node"]]
-            assert "--ignore-daemonsets" in kubectl[1] and kubectl[2][-1] == "meta-app-1"
+            steps = [a[:2] for a in kubectl]
+            assert steps[0] == ["apply", "-f"] and steps[-1] == ["delete", "node"]
+            assert set(map(tuple, steps[1:-1])) == {("drain", "meta-app-1")} and len(steps) >= 4
+            assert "--ignore-daemonsets" in kubectl[1] and kubectl[-1][-1] == "meta-app-1"
 
             # orbiter reboot: drained, rebooted (a new boot), Ready again and uncordoned.
             with connect(by_id["meta-app-0"], key) as w:

@@ -62,6 +62,7 @@ _SECRET_FORMAT = {
 }
 _MARKER = re.compile(r"\{\{([A-Z_]+)\}\}")
 INIT_TOKEN_TTL = "15m"  # the init token is deleted after init; the TTL bounds a crash in between
+INIT_TOKEN_DESCRIPTION = "orbiter: kubeadm init of "  # how the init token is found to delete it
 
 
 # --- versions -----------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def init_documents(
         "bootstrapTokens": [
             {
                 "token": TOKEN,
-                "description": f"orbiter: kubeadm init of {cluster}",
+                "description": f"{INIT_TOKEN_DESCRIPTION}{cluster}",
                 "ttl": INIT_TOKEN_TTL,
                 "usages": ["signing", "authentication"],
                 "groups": ["system:bootstrappers:kubeadm:default-node-token"],
