@@ -452,7 +452,7 @@ class KubernetesReconcile(KindReconcile):
                 path = plan.upgrade_path(have[0], self.spec.version)
             except ValueError as err:
                 raise Blocked(str(err)) from None
-            await self.upgrade_to(path[-1], self.versions)
+            await self.upgrade_to(path[-1], self.versions, skip_leaving=False)
             return
         try:
             minors = plan.intermediate_minors(have[0], self.spec.version)
@@ -471,8 +471,11 @@ class KubernetesReconcile(KindReconcile):
         """Whether a member runs `version` ("v1.31.2", or a hop's pattern "v1.30.*")."""
         return fnmatch.fnmatchcase(member.join.get("version", ""), version)
 
-    async def upgrade_to(self, version: str, versions: dict[str, dict[str, str]]) -> None:
-        """One hop. `version` may be a minor's pattern: the first control plane's kubeadm tells the patch."""
+    async def upgrade_to(
+        self, version: str, versions: dict[str, dict[str, str]], skip_leaving: bool = True
+    ) -> None:
+        """One hop. `version` may be a minor's pattern: the first control plane's kubeadm tells the patch.
+        Workers this reconcile removes are left as they are (they leave drained, not upgraded)."""
         cps = [m for m in self.control_planes if m.joined]
         applied = next((m.join["version"] for m in cps if self.at(m, version)), None)
         for member in cps:
@@ -480,7 +483,8 @@ class KubernetesReconcile(KindReconcile):
                 continue
             await self.cluster.checkpoint()
             applied = await self.upgrade_node(member, applied or version, versions, apply=applied is None)
-        stale = [m for m in self.workers if m.joined and not self.at(m, version)]
+        leaving = {m.name for m in self.surplus_workers()} if skip_leaving else set()
+        stale = [m for m in self.workers if m.joined and not self.at(m, version) and m.name not in leaving]
         size = self.spec.upgrade.max_unavailable
         for i in range(0, len(stale), size):
             await self.cluster.checkpoint()
