@@ -37,6 +37,7 @@ from orbiter.models.kubeadm import (
     KUBE_DIR,
     KUBELET_CONF,
     ApplyCniInput,
+    ApplyCniResult,
     K8sNode,
     K8sNodesInput,
     K8sNodesResult,
@@ -49,6 +50,7 @@ from orbiter.models.kubeadm import (
     KubeadmUpgradeResult,
     KubeTarget,
     NodeActionInput,
+    is_url,
     kubeconfig_secret,
 )
 from orbiter.models.machines import Machine
@@ -56,6 +58,7 @@ from orbiter.models.refs import SecretsRef
 from orbiter.models.secrets import SecretsError, seal
 from orbiter.worker.masterkey import load_master_key
 
+from .repo import read_file
 from .secretstore import resolve_secret
 from .ssh import AuthFailed, HostKeyChanged, SshError, SshSession, Unreachable, connect
 
@@ -380,11 +383,35 @@ def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
 
 
 @activity.defn
-def apply_cni(input: ApplyCniInput) -> None:
-    """`kubectl apply -f` the CNI manifest from a control plane (apply is idempotent)."""
+def apply_cni(input: ApplyCniInput) -> ApplyCniResult:
+    """`kubectl apply -f` the CNI manifest from a control plane (apply is idempotent). A manifest in
+    the repository is read at the commit, applied when its content changed, from a file uploaded
+    for the length of the call."""
+    if is_url(input.manifest):
+        with _admin(input.target) as cp:
+            cp.run(f"{KUBECTL} apply -f {shlex.quote(input.manifest)}", "kubectl apply", "KubectlError",
+                   timeout=KUBEADM_TIMEOUT)
+        return ApplyCniResult(applied=input.manifest)
+    ref = input.target.secrets
+    content = read_file(ref.repo, ref.commit, input.manifest.lstrip("/"))
+    if content is None:
+        raise ApplicationError(
+            f"kubernetes cluster {input.target.cluster}: cni.manifest {input.manifest} is not in the repository at"
+            f" commit {ref.commit[:8]}: commit it, or give an https URL",
+            type="ManifestMissing",
+            non_retryable=True,
+        )
+    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+    if digest == input.applied:
+        return ApplyCniResult(applied=digest)
+    path = f"{CONFIG_DIR}/cni.yaml"
     with _admin(input.target) as cp:
-        cp.run(f"{KUBECTL} apply -f {shlex.quote(input.manifest)}", "kubectl apply", "KubectlError",
-               timeout=KUBEADM_TIMEOUT)
+        cp.upload(path, content)
+        try:
+            cp.run(f"{KUBECTL} apply -f {path}", "kubectl apply", "KubectlError", timeout=KUBEADM_TIMEOUT)
+        finally:
+            cp.run(f"rm -f {path}", f"remove {path}")
+    return ApplyCniResult(applied=digest)
 
 
 def _nodes(cp: _Remote) -> list[K8sNode]:

@@ -59,7 +59,16 @@ class KubeadmJoinResult(Model):
 
 class ApplyCniInput(Model):
     target: KubeTarget
-    manifest: str
+    manifest: str  # an http(s) URL, or a path in the orb's repository (read at target.secrets.commit)
+    applied: str | None = None  # the digest of the repository file last applied: unchanged is done
+
+
+class ApplyCniResult(Model):
+    applied: str  # the URL, or the digest of the repository file that was applied
+
+
+def is_url(manifest: str) -> bool:
+    return manifest.startswith(("https://", "http://"))
 
 
 class K8sNode(Model):

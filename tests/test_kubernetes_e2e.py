@@ -37,6 +37,18 @@ PROVIDER = "lab"
 SUBNET = "10.81.0.0/24"  # the etcd e2e tests use 10.80
 VERSION = "1.31.2"
 CNI = "https://raw.githubusercontent.com/projectcalico/calico/v3.28.2/manifests/calico.yaml"
+CNI_MANIFEST = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: tigera-operator
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: calico-node
+  namespace: kube-system
+"""
 
 DESIRED = """\
 apiVersion: orbiter.dev/v1
@@ -257,13 +269,17 @@ async def test_kubernetes_upgrade_minor_by_minor_and_refused_downgrade(client, w
     old, mid, new = "1.29.10", "1.30.6", "1.31.2"
     with k8s_machines((old, mid, new)) as machines:
         try:
-            first = repo.push({"desired.yml": desired(orb, version=old)}, "at 1.29")
+            # The CNI manifest from the repository, applied from the control plane.
+            cni = "      cni: {manifest: cni.yaml}\n"
+            first = repo.push(
+                {"desired.yml": desired(orb, version=old, extra=cni), "cni.yaml": CNI_MANIFEST}, "at 1.29"
+            )
             wid = await takeoff(client, RepoRef(url=repo.url))
             status = await wait_cluster(repo, first, timeout=900)
             assert {n.version for n in status.nodes} == {f"v{old}"}
 
             # Two minors in one push: through 1.30 (the highest patch the repository offers).
-            up = repo.push({"desired.yml": desired(orb, version=new)}, "upgrade to 1.31")
+            up = repo.push({"desired.yml": desired(orb, version=new, extra=cni)}, "upgrade to 1.31")
             await poke(client, wid)
             status = await wait_cluster(repo, up, timeout=900)
             assert {n.version for n in status.nodes} == {f"v{new}"}
@@ -301,7 +317,11 @@ async def test_kubernetes_upgrade_minor_by_minor_and_refused_downgrade(client, w
             assert {"kubeadm", "kubelet", "kubectl"} <= set(held)
             assert {c["version"] for c in w_calls if c["tool"] == "kubelet"} >= {old, mid, new}
 
-            down = repo.push({"desired.yml": desired(orb, version=mid)}, "downgrade")
+            # Applied once: the next commits left the manifest as it was.
+            [applied] = [c for c in cp_calls if c["argv"][:1] == ["kubectl"] and "apply" in c["argv"]]
+            assert list(applied["configs"].values()) == [CNI_MANIFEST] and applied["exit"] == 0
+
+            down = repo.push({"desired.yml": desired(orb, version=mid, extra=cni)}, "downgrade")
             await poke(client, wid)
             status = await wait_cluster(repo, down, phase="Blocked", timeout=300)
             assert "downgrade" in (status.error or "") and "minor" in (status.error or "")

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         KubeadmUpgradeInput,
         KubeTarget,
         NodeActionInput,
+        is_url,
     )
     from orbiter.models.network import NetworkFactsInput
     from orbiter.models.nodespec import AptSource, NodeSpec
@@ -372,18 +373,23 @@ class KubernetesReconcile(KindReconcile):
             member.join[f"apt_{p}"] = self.versions[member.provider][p]
 
     async def cni(self, first: MemberRecord) -> None:
+        """The CNI, applied once per URL; a manifest in the repository again whenever its content changes."""
         manifest = self.spec.cni.manifest or DEFAULT_CNI[self.spec.networking.network]
-        if first.join.get("cni") == manifest:
+        if is_url(manifest) and first.join.get("cni") == manifest:
             return
-        await self.step(f"cni {self.spec.networking.network}")
-        await workflow.execute_activity(
+        known = first.join.get("cni_digest") if first.join.get("cni") == manifest else None
+        if known is None:
+            await self.step(f"cni {self.spec.networking.network}")
+        result = await workflow.execute_activity(
             apply_cni,
-            ApplyCniInput(target=self.target(), manifest=manifest),
+            ApplyCniInput(target=self.target(), manifest=manifest, applied=known),
             start_to_close_timeout=timedelta(minutes=12),
             retry_policy=KUBE_RETRY,
             summary=f"cni {manifest}",
         )
         first.join["cni"] = manifest
+        if result is not None and not is_url(manifest):
+            first.join["cni_digest"] = result.applied
 
     async def join(self, members: list[MemberRecord], control_plane: bool) -> None:
         names = ", ".join(m.name for m in members)
