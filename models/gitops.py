@@ -22,6 +22,7 @@ class GitOpsState(Model):
     committed_secrets: dict[str, str] = {}  # sealed values already written, to skip repeats
     dirty: bool = False
     poll_interval_seconds: float = 30.0
+    keyed_providers: list[str] = []  # providers whose keys exist (names); a new one needs ensure_provider_keys
 
 
 class PollRemoteInput(Model):

@@ -5,6 +5,8 @@ reconcile for each new commit. A step that fails beyond its retry policy puts th
 Blocked; it then waits for `retry` or a newer commit and never stops silently.
 """
 
+import asyncio
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
@@ -25,6 +27,9 @@ with workflow.unsafe.imports_passed_through():
     from .kinds import Blocked, reconcile
 
 RECONCILES_BEFORE_CONTINUE_AS_NEW = 100
+# workflow.patched id: reports go to the GitOps workflow from a background task, latest state only,
+# instead of each step waiting for its signal to be delivered.
+PATCH_BACKGROUND_REPORTS = "cluster-background-reports"
 
 
 def error_line(err: BaseException) -> str:
@@ -41,10 +46,16 @@ class ClusterWorkflow:
     def __init__(self, input: ClusterInput) -> None:
         self.input = input
         self.state = input.state or ClusterState(status=ClusterStatus(kind="pending"))
+        self.background_reports = False
+        self.report_due = False
+        self.reporting = False
 
     @workflow.run
     async def run(self, input: ClusterInput) -> None:
         reconciles = 0
+        if workflow.patched(PATCH_BACKGROUND_REPORTS):
+            self.background_reports = True
+            self.reporter = asyncio.create_task(self._reporter())  # noqa: RUF006 - kept on self
         await workflow.wait_condition(lambda: self.state.desired is not None)
         while True:
             await workflow.wait_condition(self._work_pending)
@@ -72,6 +83,7 @@ class ClusterWorkflow:
             reconciles += 1
             if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(lambda: not self.report_due and not self.reporting)
                 workflow.continue_as_new(
                     ClusterInput(
                         orb=self.input.orb,
@@ -105,7 +117,25 @@ class ClusterWorkflow:
         await self.report()
 
     async def report(self) -> None:
-        """Send the observed state to the GitOps workflow, the only writer to the repo."""
+        """Send the observed state to the GitOps workflow, the only writer to the repo. In the
+        background: a step goes on at once, and reports due meanwhile go as one, the latest."""
+        if self.background_reports:
+            self.report_due = True
+            return
+        await self._send_report()
+
+    async def _reporter(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: self.report_due)
+            self.report_due, self.reporting = False, True
+            try:
+                await self._send_report()
+            except Exception as err:  # noqa: BLE001 - the next report carries the state again
+                workflow.logger.warning("report to the GitOps workflow failed: %s", err)
+            finally:
+                self.reporting = False
+
+    async def _send_report(self) -> None:
         target = self.state.desired.gitops_workflow_id if self.state.desired else self.input.gitops_workflow_id
         handle = workflow.get_external_workflow_handle(target)
         await handle.signal(

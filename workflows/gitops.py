@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Reports that arrive within this window leave in one commit.
 BATCH_WINDOW = timedelta(seconds=1)
+# workflow.patched id: ensure_provider_keys runs only when a provider is new to this repo.
+PATCH_KEYS_ONCE = "gitops-keys-once-per-provider"
 # A cluster arriving at one of these is news an operator waits for: written without the window.
 SETTLED = {"Ready", "Blocked", "Paused", "Destroyed"}
 ITERATIONS_BEFORE_CONTINUE_AS_NEW = 500
@@ -128,17 +130,20 @@ class GitOpsWorkflow:
                 self.state.dirty = True
             return
         orb = result.orb
-        keys = await workflow.execute_activity(
-            ensure_provider_keys,
-            EnsureKeysInput(
-                providers=orb.spec.providers,
-                secrets=SecretsRef(repo=self.repo, commit=result.commit, extra=dict(self.state.pending_secrets)),
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=GIT_RETRY,
-            summary="ensure provider keys",
-        )
-        self.state.pending_secrets.update(keys.sealed_secrets)
+        keyed = set(orb.spec.providers) <= set(self.state.keyed_providers)
+        if not (keyed and workflow.patched(PATCH_KEYS_ONCE)):
+            keys = await workflow.execute_activity(
+                ensure_provider_keys,
+                EnsureKeysInput(
+                    providers=orb.spec.providers,
+                    secrets=SecretsRef(repo=self.repo, commit=result.commit, extra=dict(self.state.pending_secrets)),
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=GIT_RETRY,
+                summary="ensure provider keys",
+            )
+            self.state.pending_secrets.update(keys.sealed_secrets)
+            self.state.keyed_providers = sorted(orb.spec.providers)
         self.state.orb = orb
         self.state.desired_commit = result.commit
         self.state.desired_digest = result.digest
