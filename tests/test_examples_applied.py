@@ -38,7 +38,6 @@ import pytest
 import yaml
 
 from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.providers.local import LocalProvider
 from orbiter.activities.ssh import connect, generate_ed25519
 from orbiter.models.current import ClusterStatus, OrbStatus
 from orbiter.models.desired import default_secret_names
@@ -51,7 +50,9 @@ from orbiter.models.secrets import read_secret
 from .conftest import MASTER_KEY, GitRepo
 from .etcd_flows import poke
 from .flows import takeoff
-from .standins import read_invocations, serve_standins
+from .standins import read_invocations
+from .static_machines import prepare_server
+from .static_machines import static_servers as shared_static_servers
 from .test_cli import ainvoke
 from .test_kubernetes_e2e import _readyz, _vip_holders
 
@@ -69,19 +70,6 @@ ENDPOINT = f"https://{VIP}:6443"
 STANDINS = ["1.31.1-1.1", "1.31.2-1.1"]
 POLL = "10s"
 NAMES = default_secret_names(PROVIDER)
-# What a real Debian server has and the nspawn machines lack (see the module docstring).
-KERNEL_LIKE_A_SERVER = (
-    "set -e; export DEBIAN_FRONTEND=noninteractive;"
-    " apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends kmod >/dev/null;"
-    ' d=/lib/modules/$(uname -r); mkdir -p "$d";'
-    ' printf "kernel/net/bridge/br_netfilter.ko\\nkernel/fs/overlayfs/overlay.ko\\n" > "$d/modules.builtin";'
-    ' touch "$d/modules.order" "$d/modules.builtin.modinfo"; depmod;'
-    " modprobe br_netfilter && modprobe overlay;"
-    # The provider's own apt line goes: a user's server knows only what packages.repository says.
-    " rm -f /etc/apt/sources.list.d/orbiter.list; rm -rf /var/lib/apt/lists/*"
-)
-
-
 # --- the examples, with the edits this host needs ------------------------------------------------
 
 
@@ -126,30 +114,8 @@ def static_servers(bootstrap_public: str) -> Iterator[tuple[dict[str, Machine], 
 
     Every machine, the bridge and the repo's HTTP server are gone afterwards, also on failure.
     """
-    host = LocalProvider(HOST_PROVIDER, SUBNET)
-    apt = AptRepo(host)
-    try:
-        # One call on a fresh provider: addresses are handed out from .2 in the order of the ids.
-        created = {m.id: m for m in host.create("servers", IDS, bootstrap_public, "unused")}
-        assert {mid: m.ip for mid, m in created.items()} == IPS
-        serve_standins(apt, STANDINS)
-        apt.ensure_packages([(p, None) for p in ("containerd", "keepalived", "curl", "kmod")])
-        apt.ensure_served()
+    with shared_static_servers(HOST_PROVIDER, SUBNET, IPS, bootstrap_public, STANDINS) as (created, apt):
         yield created, apt
-    finally:
-        for machine in host.list_status():
-            with contextlib.suppress(Exception):
-                host.delete(machine["id"])
-        with contextlib.suppress(Exception):
-            apt.stop()
-        with contextlib.suppress(Exception):
-            host.destroy_network()
-
-
-def prepare_server(machine: Machine, bootstrap_private: str) -> None:
-    with connect(machine, bootstrap_private) as s:
-        r = s.run(KERNEL_LIKE_A_SERVER, timeout=300)
-        assert r.status == 0, f"{machine.id}: {r.stderr.strip()[-500:]}"
 
 
 # --- the flow ------------------------------------------------------------------------------------
