@@ -1,5 +1,6 @@
 """The Temporal client every orbiter process uses: address, namespace, encrypted payloads."""
 
+import asyncio
 import os
 
 from temporalio.client import Client
@@ -25,6 +26,9 @@ class ConnectError(Exception):
     """Temporal cannot be reached; the message says where orbiter looked."""
 
 
+STARTING_ATTEMPTS = 30  # x 0.5 s: how long a just-started server may take to become healthy
+
+
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
     address = address or temporal_address()
     namespace = namespace or temporal_namespace()
@@ -32,10 +36,16 @@ async def connect(address: str | None = None, namespace: str | None = None) -> C
         converter = data_converter(load_master_key())
     except SecretsError:
         raise
-    try:
-        return await Client.connect(address, namespace=namespace, data_converter=converter)
-    except (RuntimeError, RPCError) as err:
-        raise ConnectError(
-            f"cannot reach Temporal at {address} ({str(err).splitlines()[0]}): start it with"
-            " `orbiter server` or set TEMPORAL_ADDRESS"
-        ) from None
+    for attempt in range(STARTING_ATTEMPTS):
+        try:
+            return await Client.connect(address, namespace=namespace, data_converter=converter)
+        except (RuntimeError, RPCError) as err:
+            # A server that has just started answers "not healthy yet" for a moment: wait for it.
+            if "not healthy yet" in str(err) and attempt + 1 < STARTING_ATTEMPTS:
+                await asyncio.sleep(0.5)
+                continue
+            raise ConnectError(
+                f"cannot reach Temporal at {address} ({str(err).splitlines()[0]}): start it with"
+                " `orbiter server` or set TEMPORAL_ADDRESS"
+            ) from None
+    raise AssertionError("unreachable")

@@ -35,11 +35,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from orbiter.activities.machines import machine_boot_id, reboot_machine
     from orbiter.activities.network import network_facts
+    from orbiter.agent import plan as agent_plan
     from orbiter.models.cluster import DesiredUpdate, MemberRecord
     from orbiter.models.desired import KubernetesCluster, PoolRef, StaticProvider, machine_name
     from orbiter.models.duration import parse_duration
     from orbiter.models.kinds import kubernetes as plan
     from orbiter.models.kubeadm import (
+        CONFIG_DIR,
         DEFAULT_CNI,
         KUBE_DIR,
         ApplyCniInput,
@@ -72,8 +74,20 @@ KUBE_RETRY = RetryPolicy(
     non_retryable_error_types=["AuthFailed", "HostKeyChanged", "SecretsError"],
 )
 CONTROL_PLANE_GROUP = "controlPlane"
-RELEASE_UNITS = ["kubelet.service", "containerd.service"]
-RELEASE_FILES = [KUBE_DIR, plan.CONTAINERD_CONFIG]
+RELEASE_UNITS = ["kubelet.service", "containerd.service", "keepalived.service"]
+# Released static machines lose what orbiter put there for Kubernetes (the hostname stays).
+RELEASE_FILES = [
+    KUBE_DIR,
+    plan.CONTAINERD_CONFIG,
+    plan.KEEPALIVED_CONFIG,
+    plan.KEEPALIVED_CHECK,
+    plan.KEEPALIVED_DROPIN,
+    CONFIG_DIR,
+    agent_plan.SYSCTL_CONF,
+    agent_plan.MODULES_CONF,
+    agent_plan.apt_source_path("kubernetes"),
+    agent_plan.apt_source_path("orbiter"),
+]
 RELEASE_DIRS = ["/var/lib/kubelet", "/var/lib/etcd"]
 # workflow.patched ids: behaviour added after the kubernetes kind was first released.
 PATCH_VIP = "k8s-keepalived-vip"
@@ -631,7 +645,7 @@ class KubernetesReconcile(KindReconcile):
             member,
             units=RELEASE_UNITS,
             files=RELEASE_FILES,
-            packages=[*plan.KUBE_PACKAGES, plan.CONTAINERD],
+            packages=[*plan.KUBE_PACKAGES, plan.CONTAINERD, *plan.KEEPALIVED_PACKAGES[:1]],
             data_dirs=RELEASE_DIRS,
         )
 
