@@ -323,9 +323,9 @@ def _unfinished_join(path: str) -> str:
 def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
     """Join one machine once (kubelet.conf, and a control plane's etcd manifest, mean joined), with a
     token made for it and deleted after, and for a control plane a fresh certificate key from
-    `upload-certs`. A join an
-    earlier attempt left half done (its worker killed, or kubeadm failing part way) is undone with
-    `kubeadm reset -f` first: kubeadm's preflight refuses to join over its files and ports."""
+    `upload-certs`. A join an earlier attempt left half done (its worker killed, or kubeadm failing
+    part way) is undone with `kubeadm reset -f` first: kubeadm's preflight refuses to join over its
+    files and ports."""
     target = input.target
     path = f"{CONFIG_DIR}/join.yaml"
     with _remote(target.cluster, [input.machine], target.secrets) as node:

@@ -55,7 +55,7 @@ class ClusterWorkflow:
         reconciles = 0
         if workflow.patched(PATCH_BACKGROUND_REPORTS):
             self.background_reports = True
-            self.reporter = asyncio.create_task(self._reporter())  # noqa: RUF006 - kept on self
+            self.reporter = asyncio.create_task(self._reporter())
         await workflow.wait_condition(lambda: self.state.desired is not None)
         while True:
             await workflow.wait_condition(self._work_pending)
