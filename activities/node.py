@@ -26,9 +26,17 @@ from orbiter.activities.ssh import (
 )
 from orbiter.agent.apply import ApplyError, apply_changes
 from orbiter.agent.observe import ObserveError, observe_script, parse_observation
-from orbiter.agent.plan import secret_files, sha256
+from orbiter.agent.plan import plan, secret_files, sha256
 from orbiter.models.machines import Machine
-from orbiter.models.node import ApplyNodeInput, ApplyNodeResult, ObserveNodeInput, ObserveNodeResult
+from orbiter.models.node import (
+    ApplyNodeInput,
+    ApplyNodeResult,
+    ConvergeNodeInput,
+    ConvergeNodeResult,
+    ObserveNodeInput,
+    ObserveNodeResult,
+)
+from orbiter.models.nodespec import NodeObserved, NodeSpec
 from orbiter.models.refs import SecretsRef
 from orbiter.models.secrets import SecretsError
 
@@ -93,32 +101,66 @@ def _heartbeating() -> Iterator[Callable[[str], None]]:
         thread.join()
 
 
-@activity.defn
-def observe_node(input: ObserveNodeInput) -> ObserveNodeResult:
-    """One round trip: what the machine has of everything the spec mentions."""
-    machine, spec = input.machine, input.spec
-    with _session(machine, input.secrets) as session:
-        r = session.run("sh -s", stdin=observe_script(spec).encode(), timeout=OBSERVE_TIMEOUT)
-        if r.status != 0:
-            tail = _one_line(r.stderr)[-300:] or "(no stderr)"
-            raise _error(machine, ObserveError(f"observe exited with {r.status}: {tail}"))
-        try:
-            observed = parse_observation(spec, r.stdout)
-        except ObserveError as err:
-            raise _error(machine, err) from None
-        host_key = session.host_key
+def _observe(
+    session: SshSession, machine: Machine, spec: NodeSpec, secrets: SecretsRef
+) -> tuple[NodeObserved, dict[str, str]]:
+    """One round trip: what the machine has of everything the spec mentions, and the digests
+    its secret files must have (opaque tokens: the history never sees a hash of a secret)."""
+    r = session.run("sh -s", stdin=observe_script(spec).encode(), timeout=OBSERVE_TIMEOUT)
+    if r.status != 0:
+        tail = _one_line(r.stderr)[-300:] or "(no stderr)"
+        raise _error(machine, ObserveError(f"observe exited with {r.status}: {tail}"))
+    try:
+        observed = parse_observation(spec, r.stdout)
+    except ObserveError as err:
+        raise _error(machine, err) from None
     # Compare secret files here, where the value may live; history sees only tokens.
     digests: dict[str, str] = {}
     for f in secret_files(spec):
         try:
-            want = sha256(resolve_secret(input.secrets, f.content_secret or ""))
+            want = sha256(resolve_secret(secrets, f.content_secret or ""))
         except SecretsError as err:
             raise _error(machine, err) from None
         have = observed.files.get(f.path)
         if have is not None:
             observed.files[f.path] = SECRET_CURRENT if have == want else SECRET_STALE
         digests[f.path] = SECRET_CURRENT
+    return observed, digests
+
+
+@activity.defn
+def observe_node(input: ObserveNodeInput) -> ObserveNodeResult:
+    """One round trip: what the machine has of everything the spec mentions."""
+    with _session(input.machine, input.secrets) as session:
+        observed, digests = _observe(session, input.machine, input.spec, input.secrets)
+        host_key = session.host_key
     return ObserveNodeResult(observed=observed, secret_digests=digests, host_key=host_key)
+
+
+@activity.defn
+def converge_node(input: ConvergeNodeInput) -> ConvergeNodeResult:
+    """Observe, plan and apply in one activity over one session. `plan` is pure and its changes
+    are in the result, so the history shows what was done; a retry observes afresh."""
+    machine = input.machine
+
+    def secret(name: str) -> bytes:
+        return resolve_secret(input.secrets, name)
+
+    with _heartbeating() as progress, _session(machine, input.secrets) as session:
+        progress("observe")
+        observed, digests = _observe(session, machine, input.spec, input.secrets)
+        changes = plan(input.spec, observed, digests)
+        if changes:
+            apply_changes(
+                session,
+                input.spec,
+                changes,
+                label=f"machine {machine.id}",
+                secret_content=secret,
+                progress=progress,
+                timeout=APPLY_TIMEOUT,
+            )
+        return ConvergeNodeResult(observed=observed, changes=changes, host_key=session.host_key)
 
 
 @activity.defn

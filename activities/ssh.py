@@ -259,6 +259,7 @@ def connect(
         raise Unreachable(f"{label}: timed out connecting after {timeout:g}s") from exc
     except OSError as exc:
         raise Unreachable(f"{label}: cannot connect: {exc.strerror or exc}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = paramiko.Transport(sock)
     try:
         transport.banner_timeout = timeout

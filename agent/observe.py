@@ -25,12 +25,15 @@ from orbiter.models.nodespec import NodeObserved, NodeSpec, UnitState
 BEGIN = "orbiter-observe v1"
 END = "orbiter-observe end"
 
-# systemctl is-enabled states that enable/disable cannot change: they match either wish.
+# UnitFileState values that enable/disable cannot change: they match either wish. (One
+# `systemctl show` per unit: `is-enabled` runs systemd-sysv-install for units with an init script.)
 _FIXED_ENABLEMENT = {"static", "generated", "transient", "indirect", "alias"}
 _ENABLED = {"enabled", "enabled-runtime", "linked", "linked-runtime"}
 _ACTIVE = {"active", "activating", "reloading", "refreshing"}
 # dpkg's current-state letter (2nd of db:Status-Abbrev): installed, triggers awaited/pending.
 _INSTALLED = {"i", "W", "t"}
+# dpkg's selection (1st letter): `h` is what `apt-mark hold` sets.
+_HELD = "h"
 
 _PRELUDE = r"""export LC_ALL=C
 b64() { base64 -w0 2>/dev/null; }
@@ -48,8 +51,12 @@ obs_pkg() {
   printf 'P\t%s\t%s\n' "$1" "$v"
 }
 obs_unit() {
-  e=$(systemctl is-enabled -- "$2" 2>/dev/null | head -n1)
-  a=$(systemctl is-active -- "$2" 2>/dev/null | head -n1)
+  e=; a=
+  while IFS='=' read -r k v; do
+    case $k in UnitFileState) e=$v ;; ActiveState) a=$v ;; esac
+  done <<OBS_UNIT
+$(systemctl show -p UnitFileState -p ActiveState -- "$2" 2>/dev/null)
+OBS_UNIT
   printf 'U\t%s\t%s\t%s\n' "$1" "${e:-not-found}" "${a:-unknown}"
 }
 obs_sysctl() {
@@ -78,9 +85,6 @@ def observe_script(spec: NodeSpec) -> str:
     )
     for i, p in enumerate(spec.packages):
         lines.append(f"obs_pkg {i} {q(p.name)}")
-    lines.append(
-        "apt-mark showhold 2>/dev/null | while read -r n; do printf 'K\\t%s\\n' \"$n\"; done"
-    )
     for i, path in enumerate(observed_paths(spec)):
         lines.append(f"obs_file {i} {q(path)}")
     for i, u in enumerate(spec.units):
@@ -163,8 +167,8 @@ def parse_observation(spec: NodeSpec, stdout: str) -> NodeObserved:
                 status = f[1] if len(f) > 1 else ""
                 if len(status) >= 2 and status[1] in _INSTALLED and len(f) > 2 and f[2]:
                     packages[pkg.name] = f[2]
-            elif tag == "K":
-                held.append(f[0].strip())
+                if status[:1] == _HELD:
+                    held.append(pkg.name)
             elif tag == "F":
                 path = paths[_index(f[0], paths)]
                 files[path] = None if f[1] == "-" else f[1]

@@ -50,6 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu import CpuSpan  # noqa: E402 - bench/cpu.py, next to this script
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 PEERS_DIR = Path(os.environ.get("BENCH_PEERS_DIR", REPO_DIR.parent / "shared" / "bench-peers")).resolve()
@@ -263,14 +266,27 @@ class RunFailed(Exception):
     pass
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = TOOL_TIMEOUT) -> float:
-    """Run a command, return its wall time; raise RunFailed with the output's tail on failure."""
+# CPU seconds by process group of the last timed tool run (bench/cpu.py), read by bench().
+LAST_CPU: dict[str, float] = {}
+
+
+def _run(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = TOOL_TIMEOUT, timed: bool = False
+) -> float:
+    """Run a command, return its wall time; raise RunFailed with the output's tail on failure.
+    timed: a tool's run, whose CPU use by process group goes to LAST_CPU."""
+    span = CpuSpan()
+    if timed:
+        span.start()
     start = time.perf_counter()
     try:
         proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise RunFailed(f"{' '.join(args)}: timed out after {timeout:g}s") from exc
     wall = time.perf_counter() - start
+    if timed:
+        LAST_CPU.clear()
+        LAST_CPU.update(span.stop())
     if proc.returncode != 0:
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
         raise RunFailed(f"{Path(args[0]).name if '/' in args[0] else args[0]} exited {proc.returncode}: {tail}")
@@ -296,7 +312,7 @@ def inventory_dir(lab: Lab, n: int) -> Path:
 
 
 def run_limit(lab: Lab, n: int) -> float:
-    return _run(["bash", str(PEERS_DIR / "limit.sh")], lab.env(n), PEERS_DIR)
+    return _run(["bash", str(PEERS_DIR / "limit.sh")], lab.env(n), PEERS_DIR, timed=True)
 
 
 def _run_ansible(lab: Lab, n: int, cfg: str) -> float:
@@ -305,7 +321,7 @@ def _run_ansible(lab: Lab, n: int, cfg: str) -> float:
     env["ANSIBLE_LOCAL_TEMP"] = str(lab.workdir / "ansible-tmp")
     hosts = inventory_dir(lab, n) / "hosts.ini"
     playbook = [str(PEERS_VENV / "bin" / "ansible-playbook"), "-i", str(hosts), "etcd.yml"]
-    return _run(playbook, env, PEERS_DIR / "ansible")
+    return _run(playbook, env, PEERS_DIR / "ansible", timed=True)
 
 
 def run_ansible_default(lab: Lab, n: int) -> float:
@@ -325,7 +341,8 @@ def run_pyinfra(lab: Lab, n: int) -> float:
         shutil.copy(inventory_dir(lab, n) / "inventory.py", work / "inventory.py")
         for p in work.iterdir():
             p.chmod(0o644)
-    return _run([str(PEERS_VENV / "bin" / "pyinfra"), "-y", "inventory.py", "etcd_deploy.py"], lab.env(n), work)
+    pyinfra = [str(PEERS_VENV / "bin" / "pyinfra"), "-y", "inventory.py", "etcd_deploy.py"]
+    return _run(pyinfra, lab.env(n), work, timed=True)
 
 
 # -- orbiter --------------------------------------------------------------------------------
@@ -447,9 +464,9 @@ class Span:
 class OrbiterBench:
     """Once per benchmark: a Temporal dev server (throwaway db, free ports) and an orbiter worker
     subprocess (`orbiter worker`, as in production) with their own state dir and master key.
-    Per run: a fresh git repo and orb name; timed from the push (+ the poke a git hook would send)
-    to the cluster Ready with n ready nodes, by the GitOps workflow's `status` query every 50 ms
-    and by current.yml in the remote; then the no-op re-run (a comment-only commit)."""
+    Per run: a fresh git repo and orb name; timed from the push to the cluster Ready with n ready
+    nodes, as `git push && orbiter poke --wait` sees it (the GitOps workflow's `sync` update), and
+    to the same in current.yml in the remote; then the no-op re-run (a comment-only commit)."""
 
     def __init__(self, workdir: Path) -> None:
         self.root = workdir / "orbiter"
@@ -574,10 +591,13 @@ class OrbiterBench:
             # Timed: push + poke -> Ready with n ready nodes.
             repo.pull()
             commit = repo.commit({"desired.yml": orbiter_desired_yml(lab, n, tls, orb=orb)}, f"{n}-member etcd")
+            span = CpuSpan()
+            span.start()
             wall0, t0 = time.time(), time.perf_counter()
             repo.push()
-            self._poke(wids["gitops"])
             status_s, current_s, status = self._wait_applied(wids["gitops"], repo, commit, n, t0)
+            LAST_CPU.clear()
+            LAST_CPU.update(span.stop())
             leaders = sum(1 for x in status.nodes if x.leader)
             if leaders != 1:
                 raise RunFailed(f"orbiter: Ready with {leaders} leaders")
@@ -590,7 +610,6 @@ class OrbiterBench:
             )
             noop0, t0 = time.time(), time.perf_counter()
             repo.push()
-            self._poke(wids["gitops"])
             noop_status_s, noop_current_s, _ = self._wait_applied(wids["gitops"], repo, commit, n, t0)
             record.update(noop_status_s=noop_status_s, noop_current_s=noop_current_s, noop_wall0=noop0)
             log(
@@ -608,12 +627,6 @@ class OrbiterBench:
             restore_root_key(lab, n, maintenance)
         return status_s
 
-    def _poke(self, wid: str) -> None:
-        from orbiter.models.gitops import PokeInput
-        from orbiter.workflows.gitops import GitOpsWorkflow
-
-        self.call(self.client.get_workflow_handle(wid).signal(GitOpsWorkflow.poke, PokeInput()))
-
     def _until(self, check: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not check():
@@ -623,29 +636,28 @@ class OrbiterBench:
             time.sleep(0.05)
 
     def _wait_applied(self, wid: str, repo: BenchRepo, commit: str, n: int, t0: float, timeout: float = TOOL_TIMEOUT):  # noqa: ANN202
-        """(push -> status query Ready, push -> current.yml Ready, the cluster's status)."""
+        """(push -> the cluster Ready, push -> current.yml Ready, the cluster's status). The first is
+        `orbiter poke --wait`: the GitOps workflow's `sync` update polls and returns once the
+        cluster settled, so nothing polls orbiter meanwhile; current.yml is polled afterwards."""
         from orbiter.models.current import OrbStatus
+        from orbiter.models.gitops import SyncInput
         from orbiter.workflows.gitops import GitOpsWorkflow
 
         handle = self.client.get_workflow_handle(wid)
-        at_status = at_current = None
-        last = None
-        while at_status is None or at_current is None:
-            if at_status is None:
-                last = self.call(handle.query(GitOpsWorkflow.status)).clusters.get(ORBITER_CLUSTER)
-                if _applied(last, commit, n):
-                    at_status, ready = time.perf_counter() - t0, last
-            if at_current is None:
-                written = OrbStatus.from_yaml(repo.remote_file("current.yml")).clusters.get(ORBITER_CLUSTER)
-                if _applied(written, commit, n):
-                    at_current = time.perf_counter() - t0
-            if at_status is None or at_current is None:
-                if time.perf_counter() - t0 > timeout:
-                    state = f"{last.phase}, step {last.step}, error {last.error}" if last else "no cluster"
-                    raise RunFailed(f"orbiter: not Ready at {commit[:8]} within {timeout:g}s ({state})")
-                self._check_worker()
-                time.sleep(0.05)
-        return at_status, at_current, ready
+        result = self.call(handle.execute_update(GitOpsWorkflow.sync, SyncInput()), timeout=timeout)
+        at_status = time.perf_counter() - t0
+        ready = result.status.clusters.get(ORBITER_CLUSTER)
+        if not _applied(ready, commit, n):
+            state = f"{ready.phase}, step {ready.step}, error {ready.error}" if ready else "no cluster"
+            raise RunFailed(f"orbiter: settled at {commit[:8]} but not Ready ({state}; {result.status.error})")
+        while True:
+            written = OrbStatus.from_yaml(repo.remote_file("current.yml")).clusters.get(ORBITER_CLUSTER)
+            if _applied(written, commit, n):
+                return at_status, time.perf_counter() - t0, ready
+            if time.perf_counter() - t0 > timeout:
+                raise RunFailed(f"orbiter: current.yml not Ready at {commit[:8]} within {timeout:g}s")
+            self._check_worker()
+            time.sleep(0.05)
 
     def _terminate(self, wids: list[str]) -> None:
         for wid in wids:
@@ -935,12 +947,13 @@ def bench(lab: Lab, sizes: list[int], runs: int, tools: list[Tool]) -> dict[int,
     """results[N][tool id] = {"times": [...], "failures": [...], "skipped": reason or None}."""
     results: dict[int, dict[str, dict]] = {}
     for n in sizes:
-        res = results[n] = {t.id: {"times": [], "failures": [], "skipped": None} for t in tools}
+        res = results[n] = {t.id: {"times": [], "failures": [], "skipped": None, "cpu": []} for t in tools}
         for r in range(1, runs + 1):
             # Interleaved rounds, so a slow spell on the host hits every tool alike.
             for t in tools:
                 if res[t.id]["skipped"]:
                     continue
+                LAST_CPU.clear()
                 try:
                     wall = t.run(lab, n)
                 except NotImplementedError as exc:
@@ -962,6 +975,7 @@ def bench(lab: Lab, sizes: list[int], runs: int, tools: list[Tool]) -> dict[int,
                     log(f"N={n} run {r} {t.id}: {wall:.2f}s but verify FAILED: {exc}")
                 else:
                     res[t.id]["times"].append(wall)
+                    res[t.id]["cpu"].append(dict(LAST_CPU))
                     log(f"N={n} run {r}/{runs} {t.id}: {wall:.2f}s")
                 reset(lab, n)
     return results
@@ -990,6 +1004,7 @@ def report(results: dict[int, dict[str, dict]], tools: list[Tool], runs: int) ->
                 "peers_readme_wall_s": peers.get((t.id, n)),
                 "failures": r["failures"],
                 "skipped": r["skipped"],
+                "cpu_s": _median_cpu(r.get("cpu", [])),
             }
             if times and limit_med:
                 row["ratio_vs_limit"] = round(statistics.median(times) / limit_med, 2)
@@ -1022,7 +1037,36 @@ def report(results: dict[int, dict[str, dict]], tools: list[Tool], runs: int) ->
             print(f"skipped {row['tool']} N={row['n']}: {row['skipped']}")
     if any(row["tool"].startswith("orbiter") for row in rows):
         print(ORBITER_TLS_NOTE)
+    print_cpu(rows)
     return rows
+
+
+CPU_COLUMNS = ["all", "etcd", "sshd (machines)", "systemd (machines)", "orbiter worker", "temporal server"]
+
+
+def _median_cpu(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for r in runs for k in r}
+    return {k: round(statistics.median(r.get(k, 0.0) for r in runs), 2) for k in sorted(keys)} if runs else {}
+
+
+def print_cpu(rows: list[dict]) -> None:
+    """CPU seconds the whole host spent during the timed part (median over runs), by process group."""
+    if not any(row["cpu_s"] for row in rows):
+        return
+    print()
+    print("CPU seconds on the host during the timed part (median; `all` = every core, every process;")
+    print("the tool's own processes are in `tool`; `other` holds the rest, e.g. the bench's polling):")
+    head = f"{'tool':<38} {'N':>2} " + " ".join(f"{c[:12]:>12}" for c in [*CPU_COLUMNS, "tool", "other"])
+    print(head)
+    for row in rows:
+        cpu = row["cpu_s"]
+        if not cpu:
+            continue
+        known = set(CPU_COLUMNS) | {"unaccounted"}
+        tool = sum(v for k, v in cpu.items() if k not in known and k not in ("bench harness", "other"))
+        other = cpu.get("other", 0.0) + cpu.get("bench harness", 0.0) + cpu.get("unaccounted", 0.0)
+        cells = [cpu.get(c, 0.0) for c in CPU_COLUMNS] + [tool, other]
+        print(f"{row['label']:<38} {row['n']:>2} " + " ".join(f"{x:>12.2f}" for x in cells))
 
 
 @contextlib.contextmanager

@@ -1,16 +1,17 @@
 """takeoff, poke, status: the commands around the GitOps loop."""
 
+import asyncio
 from typing import Annotated
 
 import typer
 from rich.table import Table
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from orbiter.activities.repo import normalize_url
 from orbiter.models.current import OrbStatus
-from orbiter.models.gitops import GitOpsInput, PokeInput
+from orbiter.models.gitops import GitOpsInput, PokeInput, SyncInput, SyncResult
 from orbiter.models.ids import TASK_QUEUE, gitops_workflow_id
 from orbiter.models.refs import RepoRef
 from orbiter.workflows.gitops import GitOpsWorkflow
@@ -62,18 +63,34 @@ def takeoff(repo: RepoOpt, branch: BranchOpt = "main", repo_key: RepoKeyOpt = No
     run_with_client(body)
 
 
-def poke(repo: OptionalRepoOpt = None, branch: BranchOpt = "main") -> None:
+def poke(repo: OptionalRepoOpt = None, branch: BranchOpt = "main",
+         wait: Annotated[bool, typer.Option("--wait", help="wait until the pushed commit is applied; "
+                                            "exit 1 if a cluster is Blocked or the commit rejected")] = False,
+         timeout: Annotated[float, typer.Option("--timeout", help="seconds --wait waits at most")] = 3600,
+         output: OutputOpt = Output.table) -> None:
     """Check the repository now instead of at the next poll (for git hooks and CI jobs)."""
 
-    async def body(client: Client) -> None:
+    async def body(client: Client) -> tuple[str, SyncResult | None]:
         wid = await gitops_id(client, repo, branch)
+        handle = client.get_workflow_handle(wid)
         try:
-            await client.get_workflow_handle(wid).signal(GitOpsWorkflow.poke, PokeInput())
-        except RPCError as err:
-            fail(f"cannot poke {wid}: {err.message}; is the repository watched (`orbiter takeoff`)?")
-        console.print(f"poked {wid}", highlight=False)
+            if not wait:
+                await handle.signal(GitOpsWorkflow.poke, PokeInput())
+                return wid, None
+            return wid, await asyncio.wait_for(handle.execute_update(GitOpsWorkflow.sync, SyncInput()), timeout)
+        except TimeoutError:
+            fail(f"{wid}: not settled within {timeout:g}s; `orbiter status` shows where it is")
+        except (RPCError, WorkflowUpdateFailedError) as err:
+            message = err.message if isinstance(err, RPCError) else str(err.cause or err)
+            fail(f"cannot poke {wid}: {message}; is the repository watched (`orbiter takeoff`)?")
 
-    run_with_client(body)
+    wid, result = run_with_client(body)
+    if result is None:
+        console.print(f"poked {wid}", highlight=False)
+        return
+    print_status(result.status, output)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 async def fetch_status(client: Client, repo: str | None, branch: str) -> OrbStatus:

@@ -62,6 +62,18 @@ class PokeInput(Model):
     reason: str = "poke"
 
 
+class SyncInput(Model):
+    """`orbiter poke --wait`: poll now, then wait until the commit seen is applied."""
+
+
+class SyncResult(Model):
+    """The orb once every cluster settled at the desired commit the poll found (or it was rejected)."""
+
+    commit: str | None  # the branch head the poll saw
+    status: OrbStatus
+    ok: bool  # every cluster Ready (or Destroyed) at that commit, nothing rejected, no git error
+
+
 class ClusterReport(Model):
     """A cluster's observed state, and secrets it created (sealed), for the write-back."""
 

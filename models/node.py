@@ -32,6 +32,20 @@ class ApplyNodeResult(Model):
     host_key: str
 
 
+class ConvergeNodeInput(Model):
+    machine: Machine
+    spec: NodeSpec
+    secrets: SecretsRef
+
+
+class ConvergeNodeResult(Model):
+    """What the round saw and the changes it planned from that and applied (all or nothing)."""
+
+    observed: NodeObserved
+    changes: list[Change]
+    host_key: str
+
+
 class NodeAgentInput(Model):
     orb: str
     cluster: str

@@ -295,6 +295,9 @@ async def test_takeoff_status_poke_and_rejected_commit(client, worker, repo: Git
     assert [c["name"] for c in json.loads(only.stdout)["clusters"]] == ["meta"]
     unknown = await ainvoke("status", "nope", "--repo", repo.url)
     assert unknown.exit_code == 1 and "no cluster 'nope'" in unknown.stderr
+    # `poke --wait` returns at once for a paused cluster: nothing will be applied; not a success.
+    waited = await ainvoke("poke", "--wait", "--repo", repo.url, "--timeout", "60")
+    assert waited.exit_code == 1 and "Paused" in waited.stdout, waited.output
 
     text = PAUSED.replace("name: lab", f"name: {orb}").replace("nodes: 1}", "nodes: 2}")
     bad = repo.push(
@@ -314,6 +317,8 @@ async def test_takeoff_status_poke_and_rejected_commit(client, worker, repo: Git
     }
     table = await ainvoke("status", "--repo", repo.url)
     assert f"rejected {bad[:12]}" in table.stdout and "providers.dc1.colour" in table.stdout
+    waited = await ainvoke("poke", "--wait", "--repo", repo.url, "--timeout", "60")
+    assert waited.exit_code == 1 and f"rejected {bad[:12]}" in waited.stdout, waited.output
     await client.get_workflow_handle(f"cluster/{orb}/meta").terminate()
     assert paused_kind == "etcd"
 

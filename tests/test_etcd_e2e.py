@@ -94,7 +94,14 @@ async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp
             etcdctl("put", f"/k/{i}", f"v{i}")
 
         five = repo.push({"desired.yml": desired(orb, 5)}, "five members")
-        await poke(client, wid)
+        # As a CI job would: push, then `orbiter poke --wait` returns once the commit is applied.
+        waited = await asyncio.to_thread(
+            CliRunner().invoke, app, ["poke", "--wait", "--repo", repo.url, "--timeout", "600", "-o", "json"]
+        )
+        assert waited.exit_code == 0, waited.output
+        synced = {c["name"]: c for c in json.loads(waited.stdout)["clusters"]}
+        assert synced["meta"]["phase"] == "Ready" and synced["meta"]["commit"] == five
+        assert sum(1 for n in synced["meta"]["nodes"] if n["ready"]) == 5
         status = await wait_cluster(repo, five)
         assert len(status.nodes) == 5 and all(n.ready for n in status.nodes)
         etcdctl = Etcdctl(repo, "meta", tmp_path)  # the bundle lists the new endpoints

@@ -28,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
         PollRemoteInput,
         ReadDesiredInput,
         ReadDesiredResult,
+        SyncInput,
+        SyncResult,
         WriteBackInput,
     )
     from orbiter.models.ids import cluster_workflow_id
@@ -59,6 +61,10 @@ class GitOpsWorkflow:
         self.state = input.state or GitOpsState()
         self.poked = False
         self.urgent = False
+        # Polls started and finished in this run: `sync` waits for one that began after it.
+        self.polls_started = 0
+        self.polls_finished = 0
+        self.head: str | None = None
 
     @workflow.run
     async def run(self, input: GitOpsInput) -> None:
@@ -87,6 +93,13 @@ class GitOpsWorkflow:
                 poll_due = True
 
     async def _poll(self) -> None:
+        self.polls_started += 1
+        try:
+            await self._poll_once()
+        finally:
+            self.polls_finished += 1
+
+    async def _poll_once(self) -> None:
         try:
             head = await workflow.execute_activity(
                 poll_remote,
@@ -98,6 +111,7 @@ class GitOpsWorkflow:
         except ActivityError as err:
             self._set_error(f"cannot poll {self.repo.url}: {_error_line(err)}")
             return
+        self.head = head.commit
         if head.commit == self.state.last_seen_commit:
             return
         try:
@@ -235,3 +249,38 @@ class GitOpsWorkflow:
     @workflow.query
     def status(self) -> OrbStatus:
         return self.state.status
+
+    @workflow.update
+    async def sync(self, input: SyncInput) -> SyncResult:
+        """Poll now and return once every cluster settled at what that poll found: one call for
+        `git push && orbiter poke --wait` in a CI job, instead of polling `status`."""
+        started = self.polls_started
+        self.poked = True
+        await workflow.wait_condition(lambda: self.polls_finished > started and self._settled())
+        status = self.state.status
+        ok = status.error is None and status.rejected is None and all(
+            status.clusters[name].phase in ("Ready", "Destroyed") for name in self._clusters()
+        )
+        return SyncResult(commit=self.head, status=status, ok=ok)
+
+    def _clusters(self) -> list[str]:
+        return list(self.state.orb.spec.clusters) if self.state.orb else []
+
+    def _settled(self) -> bool:
+        """Nothing more will happen for the last poll's commit without a new push or an operator."""
+        status = self.state.status
+        if status.error is not None or self.head is None:
+            return True
+        if status.rejected is not None and status.rejected.commit == self.state.last_seen_commit:
+            return True
+        target = self.state.desired_commit
+        for name in self._clusters():
+            c = status.clusters.get(name)
+            if c is None:
+                return False
+            done = c.phase in ("Ready", "Destroyed") and c.commit == target
+            # A paused cluster applies nothing until resumed; a blocked one waits for an operator.
+            stuck = c.phase == "Paused" or (c.phase == "Blocked" and c.desired_commit == target)
+            if not (done or stuck):
+                return False
+        return True

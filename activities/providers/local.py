@@ -327,9 +327,13 @@ class LocalProvider:
 
     def stop(self, machine_id: str) -> None:
         """Power a machine off but keep its disk and address (create() starts it again)."""
+        name = self.nspawn_name(machine_id)
         pid = nspawn.read_pid(self._machine_dir(machine_id) / "nspawn.pid")
         if pid is not None:
-            nspawn.stop_process_tree(pid, self.nspawn_name(machine_id))
+            nspawn.stop_process_tree(pid, name)
+        # A machine whose pid file is gone or stale (a boot cut short, two deletes at once).
+        for stray in nspawn.nspawn_pids(name):
+            nspawn.stop_process_tree(stray, name)
 
     def reboot(self, machine_id: str) -> None:
         """Power-cycle a machine: its container stops and boots again on the same disk and address."""
@@ -340,8 +344,16 @@ class LocalProvider:
         self._start(meta)
 
     def delete(self, machine_id: str) -> None:
-        """Stop the machine, remove its disk and release its address (idempotent)."""
+        """Stop the machine, remove its disk and release its address (idempotent).
+
+        The address is released only once no process of the machine runs: a new machine on the
+        address of a live one would answer SSH at random from either of the two."""
         self.stop(machine_id)
+        if nspawn.nspawn_pids(self.nspawn_name(machine_id)):
+            raise LocalProviderError(
+                f"local provider {self.name}: machine {machine_id} (nspawn {self.nspawn_name(machine_id)}) does not"
+                " stop, so its address stays taken; kill its systemd-nspawn process and delete it again"
+            )
         with self._lock():
             shutil.rmtree(self._machine_dir(machine_id), ignore_errors=True)
             ipam = self._read_ipam()

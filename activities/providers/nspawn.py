@@ -245,6 +245,21 @@ def pid_alive(pid: int, marker: str | None = None) -> bool:
     return marker is None or marker in cmdline
 
 
+def nspawn_pids(nsname: str) -> list[int]:
+    """Running systemd-nspawn processes of machine `nsname`, pid file or not."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"systemd-nspawn") and nsname.encode() in args and pid_alive(int(proc.name)):
+            pids.append(int(proc.name))
+    return pids
+
+
 def children(pid: int) -> list[int]:
     """Direct children of pid, from /proc."""
     kids: list[int] = []
