@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from orbiter.activities.ssh import connect
 from orbiter.cli.app import app
+from orbiter.models.ids import node_workflow_id
 from orbiter.models.machines import Machine
 from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
@@ -74,7 +75,7 @@ async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp
     with e2e_machines() as machines:
         first = repo.push({"desired.yml": desired(orb, 3, drift="4s")}, "three members")
         wid = await takeoff(client, RepoRef(url=repo.url))
-        status = await wait_cluster(repo, first)
+        status = status_first = await wait_cluster(repo, first)
         assert len(status.nodes) == 3 and all(n.ready for n in status.nodes)
         assert sum(1 for n in status.nodes if n.leader) == 1
         assert len(status.endpoints) == 3 and all(e.startswith("https://") for e in status.endpoints)
@@ -133,8 +134,12 @@ async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp
         await poke(client, wid)
         status = await wait_cluster(repo, gone, phase="Destroyed")
         assert status.nodes == [] and machines.list_status() == []
-        if RECORD:  # a rich history for the determinism guard (tests/test_replay.py)
+        if RECORD:  # rich histories for the determinism guard (tests/test_replay.py)
             await save_history(client, "cluster_etcd_lifecycle", f"cluster/{orb}/meta", "ClusterWorkflow")
+            first = sorted(n.machine for n in status_first.nodes)[0]
+            await save_history(
+                client, "node_agent_etcd_member", node_workflow_id(orb, "meta", first), "NodeAgentWorkflow"
+            )
         await client.get_workflow_handle(wid).terminate()
         await client.get_workflow_handle(f"cluster/{orb}/meta").terminate()
         # The client key orbiter generated is in no history, log, state file or commit in plain text.
