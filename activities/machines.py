@@ -1,6 +1,5 @@
 """Provider activities: a workflow asks for machines and never knows which provider made them."""
 
-import contextlib
 import fnmatch
 import io
 import re
@@ -39,7 +38,18 @@ from .providers.local import LocalProvider as LocalMachines
 from .providers.local import LocalProviderError
 from .repo import read_file
 from .secretstore import resolve_secret
-from .ssh import AuthFailed, SshError, SshSession, Unreachable, connect, forget, generate_ed25519, pooled
+from .ssh import (
+    AuthFailed,
+    SshError,
+    SshSession,
+    Unreachable,
+    adopt,
+    connect,
+    forget,
+    generate_ed25519,
+    pooled,
+    prove_login,
+)
 
 
 def _fail(err: Exception) -> ApplicationError:
@@ -97,7 +107,9 @@ def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintena
     """Install the maintenance key, prove it logs in, then remove the bootstrap key.
 
     In that order, so a crash at any line leaves a machine that one of the two keys still opens,
-    and a retry finishes the job."""
+    and a retry finishes the job. On first contact one session does it all: the bootstrap login
+    installs the key, a login-only connection proves it, the same session removes the bootstrap
+    key and then serves the node agent from the pool."""
     bootstrap_blob = _public_blob(bootstrap_private)
     if bootstrap_blob in maintenance_public:
         # Removing the bootstrap key would then lock orbiter out of the machine.
@@ -105,9 +117,28 @@ def switch_to_maintenance_key(machine: Machine, bootstrap_private: str, maintena
     if machine.host_key is None:
         # Orbiter has not reached this machine yet, so the bootstrap key is the one that opens it;
         # unless a run cut short already removed it, and then the maintenance key below does.
-        with contextlib.suppress(AuthFailed), connect(machine, bootstrap_private) as boot:
-            machine = machine.model_copy(update={"host_key": boot.host_key})
-            _install_key(boot, maintenance_public)
+        try:
+            boot = connect(machine, bootstrap_private)
+        except AuthFailed:
+            boot = None
+        if boot is not None:
+            try:
+                machine = machine.model_copy(update={"host_key": boot.host_key})
+                _install_key(boot, maintenance_public)
+                try:
+                    prove_login(machine, maintenance_private)
+                except AuthFailed:
+                    raise AuthFailed(
+                        f"machine {machine.id} ({machine.user}@{machine.ip}): the maintenance key does not log in"
+                        " after it was added to authorized_keys (does sshd read another AuthorizedKeysFile?);"
+                        " the bootstrap key was kept"
+                    ) from None
+                _remove_key(boot, bootstrap_blob)
+            except BaseException:
+                boot.close()
+                raise
+            adopt(boot, maintenance_private)
+            return machine
     try:
         return _remove_bootstrap_key(machine, maintenance_private, bootstrap_blob)
     except AuthFailed:
@@ -132,18 +163,22 @@ def _install_key(boot: SshSession, maintenance_public: str) -> None:
     )
 
 
+def _remove_key(session: SshSession, blob: str) -> None:
+    session.run(
+        "home=$(getent passwd \"${SUDO_USER:-$(id -un)}\" | cut -d: -f6);"
+        " f=\"$home/.ssh/authorized_keys\";"
+        f" [ -f \"$f\" ] && grep -vF {shlex.quote(blob)} \"$f\" > \"$f.orbiter\";"
+        " [ -f \"$f.orbiter\" ] && cat \"$f.orbiter\" > \"$f\" && rm -f \"$f.orbiter\"; true",
+        check=True,
+    )
+
+
 def _remove_bootstrap_key(machine: Machine, maintenance_private: str, bootstrap_blob: str) -> Machine:
     """Log in with the maintenance key (proving it works) and remove the bootstrap key.
 
     The session stays in the worker's pool for the node agent's first round."""
     with pooled(machine, maintenance_private) as session:
-        session.run(
-            "home=$(getent passwd \"${SUDO_USER:-$(id -un)}\" | cut -d: -f6);"
-            " f=\"$home/.ssh/authorized_keys\";"
-            f" [ -f \"$f\" ] && grep -vF {shlex.quote(bootstrap_blob)} \"$f\" > \"$f.orbiter\";"
-            " [ -f \"$f.orbiter\" ] && cat \"$f.orbiter\" > \"$f\" && rm -f \"$f.orbiter\"; true",
-            check=True,
-        )
+        _remove_key(session, bootstrap_blob)
         return machine.model_copy(update={"host_key": session.host_key})
 
 

@@ -303,8 +303,7 @@ _pool_lock = threading.Lock()
 @contextlib.contextmanager
 def pooled(machine: Machine, private_key: str, *, timeout: float = 10) -> Iterator[SshSession]:
     """A session from this worker's pool (or a new one); returned to the pool if it is still sound."""
-    key = (machine.id, machine.ip, str(machine.ssh_port), machine.user, machine.host_key or "",
-           hashlib.sha256(private_key.encode()).hexdigest())
+    key = _pool_key(machine, machine.host_key, private_key)
     session = None
     with _pool_lock:
         idle = _pool.get(key, [])
@@ -326,6 +325,26 @@ def pooled(machine: Machine, private_key: str, *, timeout: float = 10) -> Iterat
                 _pool.setdefault(key, []).append((time.monotonic(), session))
         else:
             session.close()
+
+
+def _pool_key(machine: Machine, host_key: str | None, private_key: str) -> tuple[str, ...]:
+    return (machine.id, machine.ip, str(machine.ssh_port), machine.user, host_key or "",
+            hashlib.sha256(private_key.encode()).hexdigest())
+
+
+def adopt(session: SshSession, private_key: str) -> None:
+    """Pool a session as if `private_key` had opened it: same machine, user and host key, and
+    that key proven to log in. First contact logs in once with the bootstrap key and hands that
+    session on, instead of opening a second one for the node agent."""
+    key = _pool_key(session.machine, session.host_key, private_key)
+    with _pool_lock:
+        _pool.setdefault(key, []).append((time.monotonic(), session))
+
+
+def prove_login(machine: Machine, private_key: str, *, timeout: float = 10) -> None:
+    """Authenticate with `private_key` and disconnect: no shell, no PAM session, half the cost
+    of a connection that runs a command."""
+    connect(machine, private_key, timeout=timeout).close()
 
 
 def forget(machine: Machine) -> None:

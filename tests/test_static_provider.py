@@ -47,6 +47,7 @@ IDS = {
     "hostkey": "orb-st-hostkey",
     "activity": "orb-st-activity",
     "keep": "orb-st-keep",
+    "refuse": "orb-st-refuse",
 }
 
 
@@ -182,6 +183,37 @@ def test_switch_for_a_non_root_user_with_sudo(
 
     again = switch_to_maintenance_key(switched, bootstrap_key[0], maintenance[0], maintenance[1])
     assert_switched(again, bootstrap_key, maintenance, user="deploy")
+
+
+def _ecdsa_key() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public.decode() + " operator"
+
+
+def test_a_maintenance_key_sshd_refuses_keeps_the_bootstrap_key(
+    static_machines: dict[str, Machine], bootstrap_key: tuple[str, str]
+) -> None:
+    """A hardened sshd that accepts only ECDSA keys: orbiter's ed25519 maintenance key cannot log
+    in, so the switch stops with one line naming the machine, and the operator's key still works."""
+    machine = static_machines["refuse"]
+    operator = _ecdsa_key()
+    with connect(machine, bootstrap_key[0]) as s:
+        s.run(f"echo '{operator[1]}' >> /root/.ssh/authorized_keys", check=True)
+        s.upload("/etc/ssh/sshd_config.d/hardened.conf", b"PubkeyAcceptedAlgorithms ecdsa-sha2-nistp256\n")
+        s.run("systemctl reload ssh", check=True)
+    _connect_retrying(machine, operator[0]).close()  # sshd re-executes itself on reload
+    maintenance = generate_ed25519()
+    with pytest.raises(AuthFailed, match=f"machine {machine.id} .*maintenance key does not log in.*bootstrap key"):
+        switch_to_maintenance_key(machine, operator[0], maintenance[0], maintenance[1])
+    with _connect_retrying(machine, operator[0]) as s:
+        assert blob(operator[1]) in "\n".join(authorized_keys(s))
 
 
 def _connect_retrying(machine: Machine, key: str, seconds: float = 30) -> SshSession:
