@@ -15,6 +15,7 @@ import datetime
 import ipaddress
 import json
 import shlex
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from orbiter.models.etcd import (
     MemberAddInput,
     MemberAddResult,
     MemberRemoveInput,
+    WaitListeningInput,
+    WaitListeningResult,
     ca_cert_secret,
     ca_secret,
     client_bundle_secret,
@@ -509,6 +512,22 @@ def _observe(ctl: _Etcdctl) -> tuple[EtcdStatusResult, str]:
 def _heartbeat(detail: str) -> None:
     if activity.in_activity():
         activity.heartbeat(detail)
+
+
+@activity.defn
+def etcd_wait_listening(input: WaitListeningInput) -> WaitListeningResult:
+    """Until a member's peer port accepts connections, at most `timeout_seconds`. Only an ordering
+    hint for a bootstrap (a firewall between worker and member just costs the wait): never fails."""
+    start = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection((input.ip, input.port), timeout=0.5):
+                return WaitListeningResult(listening=True, waited_seconds=round(time.monotonic() - start, 3))
+        except OSError:
+            pass
+        if time.monotonic() - start >= input.timeout_seconds:
+            return WaitListeningResult(listening=False, waited_seconds=round(time.monotonic() - start, 3))
+        time.sleep(0.02)
 
 
 @activity.defn

@@ -67,6 +67,17 @@ class EtcdMemberInfo(Model):
     version: str | None = None
 
 
+class WaitListeningInput(Model):
+    ip: str
+    port: int
+    timeout_seconds: float = 2.0
+
+
+class WaitListeningResult(Model):
+    listening: bool
+    waited_seconds: float
+
+
 class EtcdStatusInput(Model):
     target: EtcdTarget
     # Poll until every endpoint is healthy and the member count is `expect_members`, or time out.

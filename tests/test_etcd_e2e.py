@@ -135,7 +135,8 @@ async def test_etcd_lifecycle(client, worker, repo: GitRepo, local_provider, tmp
         status = await wait_cluster(repo, gone, phase="Destroyed")
         assert status.nodes == [] and machines.list_status() == []
         if RECORD:  # rich histories for the determinism guard (tests/test_replay.py)
-            await save_history(client, "cluster_etcd_lifecycle", f"cluster/{orb}/meta", "ClusterWorkflow")
+            # _2: the bootstrap starts the first member first (PATCH_FIRST_MEMBER_FIRST); keep the old one.
+            await save_history(client, "cluster_etcd_lifecycle_2", f"cluster/{orb}/meta", "ClusterWorkflow")
             first = sorted(n.machine for n in status_first.nodes)[0]
             await save_history(
                 client, "node_agent_etcd_member", node_workflow_id(orb, "meta", first), "NodeAgentWorkflow"

@@ -22,6 +22,7 @@ def activities(client: Client) -> list[Callable[..., Any]]:
         machines.ensure_provider_keys, machines.acquire_machines, machines.release_machine,
         machines.prepare_packages, machines.machine_boot_id, machines.reboot_machine,
         node.observe_node, node.apply_node, node.converge_node,
-        etcd.ensure_etcd_certs, etcd.etcd_status, etcd.etcd_member_add, etcd.etcd_member_remove,
+        etcd.ensure_etcd_certs, etcd.etcd_status, etcd.etcd_wait_listening,
+        etcd.etcd_member_add, etcd.etcd_member_remove,
         *kubeadm.ACTIVITIES, network.network_facts,
     ]

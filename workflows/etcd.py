@@ -7,6 +7,7 @@ Runbook (each step observes before it acts, so a resumed reconcile repeats nothi
   -> roll changed members (one at a time, health gate between) -> observe.
 """
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         etcd_member_add,
         etcd_member_remove,
         etcd_status,
+        etcd_wait_listening,
     )
     from orbiter.models.cluster import DesiredUpdate, MemberRecord
     from orbiter.models.desired import EtcdCluster, StaticProvider, machine_name
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         MemberAddInput,
         MemberAddress,
         MemberRemoveInput,
+        WaitListeningInput,
     )
     from orbiter.models.kinds import etcd as plan
     from orbiter.models.nodespec import NodeSpec
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 ROLE = "member"
 # A member that is not healthy within this budget stops the step: the cluster goes Blocked.
 HEALTH_TIMEOUT = timedelta(minutes=3)
+# workflow.patched id: a bootstrap starts the member whose peer URL sorts first, then the rest.
+PATCH_FIRST_MEMBER_FIRST = "etcd-bootstrap-first-member-first"
 ETCD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15), maximum_attempts=5
 )
@@ -185,11 +190,30 @@ class EtcdReconcile(KindReconcile):
         for m in self.members:
             m.join = {"initial_cluster": initial, "state": "new"}
         await self.certs()
-        await self.converge(self.members, parallel=len(self.members))
+        if len(self.members) > 1 and workflow.patched(PATCH_FIRST_MEMBER_FIRST):
+            await self.start_first_member_first()
+        else:
+            await self.converge(self.members, parallel=len(self.members))
         await self.status(wait=True, expect=len(self.members))
         for m in self.members:
             m.joined = True
         await self.observe(self.fresh)
+
+    async def start_first_member_first(self) -> None:
+        """etcd 3.4 asks its peers, in the sorted order of their peer URLs, whether it was already
+        bootstrapped, waiting up to 1 s on each that listens but does not serve yet. Members all
+        starting at once can stall each other for seconds that way. The first of that order starts
+        alone and serves within moments; every other member asks it first and is answered."""
+        first = min(self.members, key=lambda m: plan.peer_url(self.ip(m), self.spec.tls))
+        rest = [m for m in self.members if m is not first]
+        started = asyncio.create_task(self.converge([first]))
+        await workflow.execute_activity(
+            etcd_wait_listening,
+            WaitListeningInput(ip=self.ip(first), port=plan.PEER_PORT),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"{first.name} listening",
+        )
+        await asyncio.gather(started, self.converge(rest, parallel=len(rest)))
 
     async def add_member(self) -> None:
         """member add, start with state `existing`, health gate: one member at a time."""

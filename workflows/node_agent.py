@@ -1,8 +1,9 @@
 """NodeAgentWorkflow: keeps one machine converged to its NodeSpec, for as long as a cluster uses it.
 
 Each round is one converge_node activity: observe, plan (pure) and apply over one SSH session,
-with the changes in its result, so the history shows what was done. A new spec (signal `apply`) starts a round at once; otherwise a drift round runs
-every `drift_interval_seconds` and undoes hand edits. Every round ends with a `node_report`
+with the changes in its result, so the history shows what was done. A new spec (signal `apply`)
+starts a round at once; otherwise a drift round runs every `drift_interval_seconds` and undoes
+hand edits. Every round ends with a `node_report`
 signal to the parent. Failures are reported, never fatal: the agent waits for the next spec or
 drift round. The workflow id is `node/<orb>/<cluster>/<machine>` (ids.node_workflow_id).
 """
