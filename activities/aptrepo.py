@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +74,9 @@ class AptRepo:
             return {}
         return self._available()
 
-    def ensure_packages(self, packages: list[tuple[str, str | None]]) -> None:
+    def ensure_packages(
+        self, packages: list[tuple[str, str | None]], progress: Callable[[str], None] | None = None
+    ) -> None:
         """Make (name, exact version or None) installable from the repo, with dependencies."""
         self.repo.mkdir(parents=True, exist_ok=True)
         self.meta.mkdir(parents=True, exist_ok=True)
@@ -83,14 +86,15 @@ class AptRepo:
                 (n, v) for n, v in packages if n not in have or (v is not None and v not in have[n])
             ]
             if missing:
+                # Dependencies are resolved against the base image: the first run builds it.
+                self.provider.ensure_image(progress)
+                if progress:
+                    progress("downloading " + ", ".join(f"{n} {v or ''}".strip() for n, v in missing))
                 self._download(missing)
             self._index()
 
     def _download(self, packages: list[tuple[str, str | None]]) -> None:
-        image = self.provider.image_path
-        status = image / "var/lib/dpkg/status"
-        if not status.exists():
-            raise AptRepoError(f"base image {image} is missing; create a machine first")
+        status = self.provider.image_path / "var/lib/dpkg/status"
         cache = self.root / "cache"
         (cache / "partial").mkdir(parents=True, exist_ok=True)
         specs = [f"{n}={v}" if v else n for n, v in packages]

@@ -54,6 +54,7 @@ from orbiter.models.refs import SecretsRef
 from orbiter.models.secrets import SecretBox, SecretsError, parse_secrets_file, seal, unseal
 from orbiter.worker.masterkey import load_master_key
 
+from .progress import heartbeat
 from .repo import read_file
 from .secretstore import resolve_secret
 from .ssh import AuthFailed, HostKeyChanged, SshError, SshSession, Unreachable, pooled
@@ -509,11 +510,6 @@ def _observe(ctl: _Etcdctl) -> tuple[EtcdStatusResult, str]:
     return EtcdStatusResult(members=members, healthy=healthy), why
 
 
-def _heartbeat(detail: str) -> None:
-    if activity.in_activity():
-        activity.heartbeat(detail)
-
-
 @activity.defn
 def etcd_wait_listening(input: WaitListeningInput) -> WaitListeningResult:
     """Until a member's peer port accepts connections, at most `timeout_seconds`. Only an ordering
@@ -547,7 +543,7 @@ def etcd_status(input: EtcdStatusInput) -> EtcdStatusResult:
                 raise ApplicationError(
                     f"{ctl._where()}: not healthy after {input.timeout_seconds:g}s: {why}", type="EtcdUnhealthy"
                 )
-            _heartbeat(why or "waiting")
+            heartbeat(why or "waiting")
             time.sleep(POLL_SECONDS)
 
 
@@ -586,7 +582,7 @@ def _reconfigure(ctl: _Etcdctl, step: Callable[[list[EtcdMemberInfo]], bool], wh
                 raise ApplicationError(
                     f"{ctl._where()}: etcd refused {what} for {RECONFIG_WAIT:g}s: {UNHEALTHY}", type="EtcdUnhealthy"
                 ) from None
-        _heartbeat(f"waiting to {what}")
+        heartbeat(f"waiting to {what}")
         time.sleep(1.0)
 
 
@@ -616,7 +612,7 @@ def etcd_member_add(input: MemberAddInput) -> MemberAddResult:
             )
         if others := [m for m in members if not m.started]:
             raise _unstarted_error(ctl, others[0], "before adding another")
-        _heartbeat(f"adding {input.name}")
+        heartbeat(f"adding {input.name}")
         ctl.run(ctl.command(f"member add {q(input.name)} --peer-urls={q(input.peer_url)}"))
         return False  # the next round lists the members with the new one
 
@@ -641,7 +637,7 @@ def etcd_member_remove(input: MemberRemoveInput) -> None:
                 type="QuorumRefused",
                 non_retryable=True,
             )
-        _heartbeat(f"removing {input.name}")
+        heartbeat(f"removing {input.name}")
         ctl.run(ctl.command(f"member remove {member.id}"), ok_stderr="member not found")
         return False
 

@@ -19,9 +19,9 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -58,6 +58,7 @@ from orbiter.models.refs import SecretsRef
 from orbiter.models.secrets import SecretsError, seal
 from orbiter.worker.masterkey import load_master_key
 
+from .progress import beating, heartbeat
 from .repo import read_file
 from .secretstore import resolve_secret
 from .ssh import AuthFailed, HostKeyChanged, SshError, SshSession, Unreachable, connect
@@ -67,7 +68,6 @@ ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 KUBEADM_TIMEOUT = 600.0
 KUBECTL_TIMEOUT = 120.0
 POLL_SECONDS = 1.0
-HEARTBEAT_SECONDS = 10.0
 _TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _TOKEN_RE = re.compile(r"\b([a-z0-9]{6})\.([a-z0-9]{16})\b")
 _KEY_RE = re.compile(r"^([a-f0-9]{64})$", re.M)
@@ -83,27 +83,6 @@ def _scrub(text: str, hidden: list[str]) -> str:
         if value:
             text = text.replace(value, "***")
     return _TOKEN_RE.sub("***", text)
-
-
-def _heartbeat(detail: str) -> None:
-    if activity.in_activity():
-        activity.heartbeat(detail)
-
-
-T = TypeVar("T")
-
-
-def _beating(detail: str, call: Callable[[], T]) -> T:
-    """`call()` in a helper thread while the activity's thread heartbeats every HEARTBEAT_SECONDS:
-    a kubeadm or kubectl command that runs for minutes must not outlive the heartbeat timeout, or
-    Temporal starts a second attempt while the first one still runs on the machine."""
-    if not activity.in_activity():
-        return call()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeadm") as pool:
-        future = pool.submit(call)
-        while not wait([future], timeout=HEARTBEAT_SECONDS).done:
-            activity.heartbeat(detail)
-        return future.result()
 
 
 def new_token() -> str:
@@ -225,7 +204,7 @@ def _wait_api(cp: _Remote, timeout: float = 180.0) -> None:
     """Until the API answers /readyz through admin.conf's server (the cluster's endpoint)."""
     deadline = time.monotonic() + timeout
     while True:
-        _heartbeat("waiting for the API endpoint")
+        heartbeat("waiting for the API endpoint")
         out = cp.run(
             f"{KUBECTL} get --raw /readyz 2>&1 || true", "kubectl get --raw /readyz", "NotReady", timeout=30
         )
@@ -286,9 +265,9 @@ def kubeadm_init(input: KubeadmInitInput) -> KubeadmInitResult:
                 cp.hidden.append(values["CERT_KEY"])
             cp.upload(path, fill(input.config, values))
             try:
-                _heartbeat("kubeadm init")
+                heartbeat("kubeadm init")
                 extra = " --upload-certs" if "CERT_KEY" in values else ""
-                _beating(
+                beating(
                     "kubeadm init",
                     lambda: cp.run(f"kubeadm init --config {path}{extra}", "kubeadm init", timeout=KUBEADM_TIMEOUT),
                 )
@@ -336,7 +315,7 @@ def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
             return KubeadmJoinResult(joined=False)
         check = f"if {_unfinished_join(path)}; then echo yes; else echo no; fi"
         if node.run(check, "look for an unfinished kubeadm join").strip() == "yes":
-            _beating(
+            beating(
                 f"kubeadm reset {input.node}",
                 lambda: node.run("kubeadm reset -f", "kubeadm reset after an unfinished join", timeout=KUBEADM_TIMEOUT),
             )
@@ -371,7 +350,7 @@ def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
                     node.hidden.append(keys[-1])
                 node.upload(path, fill(input.config, values))
                 try:
-                    _beating(
+                    beating(
                         f"kubeadm join {input.node}",
                         lambda: node.run(f"kubeadm join --config {path}", "kubeadm join", timeout=KUBEADM_TIMEOUT),
                     )
@@ -524,7 +503,7 @@ def k8s_nodes(input: K8sNodesInput) -> K8sNodesResult:
                 raise ApplicationError(
                     f"{where}: health gate: {'; '.join(failed)}; still failing{after}", type="NotReady"
                 )
-            _heartbeat("waiting for " + ", ".join(missing + [f.split(" (", 1)[0] for f in failed]))
+            heartbeat("waiting for " + ", ".join(missing + [f.split(" (", 1)[0] for f in failed]))
             time.sleep(POLL_SECONDS)
 
 
@@ -553,8 +532,8 @@ def drain(input: NodeActionInput) -> None:
         return bool(blocking_pods(err))  # named below; other failures run() raises as they are
 
     with _admin(input.target) as cp:
-        _heartbeat(f"drain {input.node}")
-        _beating(
+        heartbeat(f"drain {input.node}")
+        beating(
             f"drain {input.node}",
             lambda: cp.run(
                 f"{KUBECTL} drain {q(input.node)} --ignore-daemonsets --delete-emptydir-data"
@@ -593,7 +572,7 @@ def kubeadm_upgrade(input: KubeadmUpgradeInput) -> KubeadmUpgradeResult:
     """`kubeadm upgrade apply VERSION -y` on the first control plane (skipped when the API already
     runs VERSION), `kubeadm upgrade node` elsewhere (safe to repeat)."""
     with _remote(input.target.cluster, [input.machine], input.target.secrets) as node:
-        _heartbeat(f"kubeadm upgrade {input.machine.id}")
+        heartbeat(f"kubeadm upgrade {input.machine.id}")
         version = input.version
         if "*" in version:
             version = node.run("kubeadm version -o short", "kubeadm version", "KubeadmError").strip()
@@ -611,9 +590,9 @@ def kubeadm_upgrade(input: KubeadmUpgradeInput) -> KubeadmUpgradeResult:
                 running = None
             if running != version:
                 command = f"kubeadm upgrade apply {shlex.quote(version)} -y"
-                _beating(command, lambda: node.run(command, "kubeadm upgrade apply", timeout=KUBEADM_TIMEOUT))
+                beating(command, lambda: node.run(command, "kubeadm upgrade apply", timeout=KUBEADM_TIMEOUT))
         else:
-            _beating(
+            beating(
                 "kubeadm upgrade node",
                 lambda: node.run("kubeadm upgrade node", "kubeadm upgrade node", timeout=KUBEADM_TIMEOUT),
             )

@@ -34,6 +34,7 @@ from orbiter.models.secrets import SecretsError, parse_secrets_file, seal
 from orbiter.worker.masterkey import load_master_key
 
 from .aptrepo import AptRepo
+from .progress import heartbeating
 from .providers.local import LocalProvider as LocalMachines
 from .providers.local import LocalProviderError
 from .repo import read_file
@@ -225,8 +226,9 @@ def _local_machines(input: AcquireMachinesInput, provider: LocalProvider) -> lis
     names = default_secret_names(input.provider_name)
     public = resolve_secret(input.secrets, names["maintenance_pub"]).decode()
     maintenance = resolve_secret(input.secrets, names["maintenance"]).decode()
-    created = local_provider(input.provider_name, provider).create(
-        input.pool, input.machine_ids, public, names["maintenance"])
+    with heartbeating() as progress:
+        created = local_provider(input.provider_name, provider).create(
+            input.pool, input.machine_ids, public, names["maintenance"], progress)
 
     def pin(machine: Machine) -> Machine:
         # A machine seen before keeps its pinned host key; a new one is pinned on first contact.
@@ -326,14 +328,15 @@ def prepare_packages(input: PreparePackagesInput) -> PreparePackagesResult:
         # Static and GCE machines install from their own mirrors; the agent pins `<version>*`.
         return PreparePackagesResult(versions=remote_pins(input.packages))
     try:
-        repo = AptRepo(local_provider(input.provider_name, provider))
-        # Packages the repo already serves at the wanted version (e.g. built locally and added to
-        # it) are taken as they are; the rest come from the host's apt.
-        versions = served_versions(repo.served_versions(), input.packages)
-        versions |= resolve_host_versions({n: v for n, v in input.packages.items() if n not in versions})
-        repo.ensure_packages(sorted(versions.items()))
-        repo.ensure_served()
-        return PreparePackagesResult(versions=versions, apt_source=repo.source_line())
+        with heartbeating() as progress:
+            repo = AptRepo(local_provider(input.provider_name, provider))
+            # Packages the repo already serves at the wanted version (e.g. built locally and added
+            # to it) are taken as they are; the rest come from the host's apt.
+            versions = served_versions(repo.served_versions(), input.packages)
+            versions |= resolve_host_versions({n: v for n, v in input.packages.items() if n not in versions})
+            repo.ensure_packages(sorted(versions.items()), progress)
+            repo.ensure_served()
+            return PreparePackagesResult(versions=versions, apt_source=repo.source_line())
     except ApplicationError:
         raise
     except Exception as err:  # noqa: BLE001 - one line for the cluster's status
@@ -371,13 +374,25 @@ def served_versions(served: dict[str, set[str]], packages: dict[str, str]) -> di
     return out
 
 
+def _offered(name: str) -> list[str]:
+    """The versions of a package the host's apt knows, newest first."""
+    proc = subprocess.run(["apt-cache", "madison", name], capture_output=True, text=True, timeout=60)
+    return [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.count("|") >= 2]
+
+
 def resolve_host_versions(packages: dict[str, str]) -> dict[str, str]:
     """The exact Debian versions the host's apt offers for wanted upstream versions."""
     out: dict[str, str] = {}
+    updated = False
     for name, wanted in packages.items():
-        proc = subprocess.run(["apt-cache", "madison", name], capture_output=True, text=True, timeout=60)
-        offered = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.count("|") >= 2]
+        offered = _offered(name)
         match = [v for v in offered if wanted_matches(v, wanted)]
+        if not match and not updated:
+            # The host's package lists may never have been fetched (a fresh machine) or be stale.
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False, timeout=600)
+            updated = True
+            offered = _offered(name)
+            match = [v for v in offered if wanted_matches(v, wanted)]
         if not match:
             have = ", ".join(sorted({upstream(v) for v in offered})) or "none"
             raise ApplicationError(f"package {name} {wanted} is not available (apt offers: {have})",

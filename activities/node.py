@@ -7,14 +7,13 @@ them; the next spec or drift round tries again). Messages are one line naming th
 never hold a secret value.
 """
 
-import contextvars
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from orbiter.activities.progress import heartbeating
 from orbiter.activities.secretstore import resolve_secret
 from orbiter.activities.ssh import (
     AuthFailed,
@@ -43,7 +42,6 @@ from orbiter.models.secrets import SecretsError
 # Opaque digests for content_secret files: the plan compares them, nobody can invert them.
 SECRET_CURRENT = "secret:current"
 SECRET_STALE = "secret:stale"
-HEARTBEAT_SECONDS = 10.0
 OBSERVE_TIMEOUT = 120.0
 APPLY_TIMEOUT = 1800.0
 
@@ -74,31 +72,6 @@ def _session(machine: Machine, secrets: SecretsRef) -> Iterator[SshSession]:
             yield session
     except (SshError, SecretsError, ApplyError, ObserveError) as err:
         raise _error(machine, err) from None
-
-
-@contextmanager
-def _heartbeating() -> Iterator[Callable[[str], None]]:
-    """Heartbeat from a side thread while a long blocking call runs; yields a progress hook."""
-    ctx = contextvars.copy_context()
-    stop = threading.Event()
-    state = {"step": "start"}
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            ctx.run(activity.heartbeat, state["step"])
-
-    thread = threading.Thread(target=beat, name="orbiter-heartbeat", daemon=True)
-    thread.start()
-    try:
-
-        def progress(step: str) -> None:
-            state["step"] = step
-            activity.heartbeat(step)
-
-        yield progress
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _observe(
@@ -146,7 +119,7 @@ def converge_node(input: ConvergeNodeInput) -> ConvergeNodeResult:
     def secret(name: str) -> bytes:
         return resolve_secret(input.secrets, name)
 
-    with _heartbeating() as progress, _session(machine, input.secrets) as session:
+    with heartbeating("start") as progress, _session(machine, input.secrets) as session:
         progress("observe")
         observed, digests = _observe(session, machine, input.spec, input.secrets)
         changes = plan(input.spec, observed, digests)
@@ -173,7 +146,7 @@ def apply_node(input: ApplyNodeInput) -> ApplyNodeResult:
     def secret(name: str) -> bytes:
         return resolve_secret(input.secrets, name)
 
-    with _heartbeating() as progress, _session(machine, input.secrets) as session:
+    with heartbeating("start") as progress, _session(machine, input.secrets) as session:
         apply_changes(
             session,
             input.spec,

@@ -1,6 +1,7 @@
 """takeoff, poke, status: the commands around the GitOps loop."""
 
 import asyncio
+import contextlib
 from typing import Annotated
 
 import typer
@@ -10,10 +11,11 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from orbiter.activities.repo import normalize_url
-from orbiter.models.current import OrbStatus
+from orbiter.models.current import ClusterStatus, OrbStatus
 from orbiter.models.gitops import GitOpsInput, PokeInput, SyncInput, SyncResult
-from orbiter.models.ids import TASK_QUEUE, gitops_workflow_id
+from orbiter.models.ids import TASK_QUEUE, cluster_workflow_id, gitops_workflow_id
 from orbiter.models.refs import RepoRef
+from orbiter.workflows.cluster import error_line
 from orbiter.workflows.gitops import GitOpsWorkflow
 
 from .common import Output, OutputOpt, console, fail, print_json
@@ -93,6 +95,39 @@ def poke(repo: OptionalRepoOpt = None, branch: BranchOpt = "main",
         raise typer.Exit(1)
 
 
+ACTIVE_PHASES = ("Reconciling", "Destroying")
+
+
+async def live_progress(client: Client, orb: OrbStatus) -> dict[str, str]:
+    """The latest progress line of each working cluster's running activity (its heartbeat), and
+    the attempt and last error of one being retried: what a long step is doing right now."""
+
+    async def one(name: str) -> tuple[str, str | None]:
+        try:
+            desc = await client.get_workflow_handle(cluster_workflow_id(orb.orb or "", name)).describe()
+        except RPCError:
+            return name, None
+        lines = []
+        for act in desc.raw_description.pending_activities:
+            line = ""
+            if act.heartbeat_details.payloads:
+                with contextlib.suppress(Exception):  # a detail this CLI cannot decode: skip it
+                    line = str((await client.data_converter.decode(act.heartbeat_details.payloads))[0])
+            if act.attempt > 1:
+                why = ""
+                if act.HasField("last_failure"):
+                    with contextlib.suppress(Exception):
+                        why = ": " + error_line(await client.data_converter.decode_failure(act.last_failure))
+                line += f"{' ' if line else ''}(attempt {act.attempt}{why})"
+            if line:
+                lines.append(line)
+        return name, "; ".join(lines) or None
+
+    active = [name for name, c in orb.clusters.items() if c.phase in ACTIVE_PHASES]
+    found = await asyncio.gather(*(one(name) for name in active))
+    return {name: line for name, line in found if line}
+
+
 async def fetch_status(client: Client, repo: str | None, branch: str) -> OrbStatus:
     wid = await gitops_id(client, repo, branch)
     try:
@@ -104,17 +139,30 @@ async def fetch_status(client: Client, repo: str | None, branch: str) -> OrbStat
 def status(cluster: Annotated[str | None, typer.Argument(help="show only this cluster")] = None,
            repo: OptionalRepoOpt = None, branch: BranchOpt = "main", output: OutputOpt = Output.table) -> None:
     """Clusters with phase, commit, nodes and last error; the orb's rejected commit if any."""
-    orb = run_with_client(lambda client: fetch_status(client, repo, branch))
-    if cluster is not None:
-        if cluster not in orb.clusters:
-            fail(f"no cluster {cluster!r} in orb {orb.orb} (clusters: {', '.join(orb.clusters) or 'none'})")
-        orb = orb.model_copy(update={"clusters": {cluster: orb.clusters[cluster]}})
-    print_status(orb, output)
+
+    async def body(client: Client) -> tuple[OrbStatus, dict[str, str]]:
+        orb = await fetch_status(client, repo, branch)
+        if cluster is not None:
+            if cluster not in orb.clusters:
+                fail(f"no cluster {cluster!r} in orb {orb.orb} (clusters: {', '.join(orb.clusters) or 'none'})")
+            orb = orb.model_copy(update={"clusters": {cluster: orb.clusters[cluster]}})
+        return orb, await live_progress(client, orb)
+
+    orb, progress = run_with_client(body)
+    print_status(orb, output, progress)
 
 
-def print_status(orb: OrbStatus, output: Output) -> None:
+def step_line(c: ClusterStatus, progress: str | None) -> str:
+    """What a cluster is doing, as one line: its error, or its step and the running activity's progress."""
+    if c.error:
+        return c.error
+    return " - ".join(part for part in (c.step, progress) if part)
+
+
+def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None = None) -> None:
+    progress = progress or {}
     if output == Output.json:
-        print_json(orb.status_json())
+        print_json(orb.status_json(progress))
         return
     console.print(f"orb [bold]{orb.orb or '?'}[/] at commit {(orb.commit or '-')[:12]}", highlight=False)
     if orb.rejected:
@@ -128,7 +176,7 @@ def print_status(orb: OrbStatus, output: Output) -> None:
         if c.orphaned:
             phase += " (orphaned)"
         table.add_row(name, c.kind, phase, (c.commit or "-")[:12], f"{ready}/{len(c.nodes)}",
-                      c.error or c.step or "")
+                      step_line(c, progress.get(name)))
     console.print(table)
     for name, c in sorted(orb.clusters.items()):
         if not c.nodes:

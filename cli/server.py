@@ -18,7 +18,17 @@ from orbiter.worker.masterkey import load_master_key
 from orbiter.worker.server import ServerError, answers, default_db, start_server, stop_server
 
 from .common import console, fail
-from .gitops import BranchOpt, KnownHostsOpt, RepoKeyOpt, RepoOpt, print_status, repo_ref, start_gitops
+from .gitops import (
+    BranchOpt,
+    KnownHostsOpt,
+    RepoKeyOpt,
+    RepoOpt,
+    live_progress,
+    print_status,
+    repo_ref,
+    start_gitops,
+    step_line,
+)
 
 DbOpt = Annotated[
     Path | None,
@@ -174,15 +184,16 @@ async def _follow(client: Client, wid: str) -> None:
     while True:
         with contextlib.suppress(Exception):
             orb = await handle.query(GitOpsWorkflow.status)
+            progress = await live_progress(client, orb)
             if orb.rejected and seen.get("!rejected") != (orb.rejected.commit,):
                 seen["!rejected"] = (orb.rejected.commit,)
                 console.print(f"[red]rejected[/] {orb.rejected.message}", highlight=False)
             for name, c in orb.clusters.items():
-                key = (c.phase, c.step, c.error, sum(n.ready for n in c.nodes))
+                key = (c.phase, step_line(c, progress.get(name)), sum(n.ready for n in c.nodes))
                 if seen.get(name) != key:
                     seen[name] = key
-                    ready = f"{key[3]}/{len(c.nodes)} ready"
-                    console.print(f"{name}: {c.phase} {ready} {c.step or ''} {c.error or ''}".rstrip(), highlight=False)
+                    console.print(f"{name}: {c.phase} {key[2]}/{len(c.nodes)} ready {key[1]}".rstrip(),
+                                  highlight=False)
         await asyncio.sleep(1)
 
 

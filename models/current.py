@@ -72,8 +72,10 @@ class OrbStatus(Model):
             return cls()
         return cls.model_validate(yaml.safe_load(text) or {})
 
-    def status_json(self) -> dict:
-        """The stable interface of `orbiter status -o json`."""
+    def status_json(self, progress: dict[str, str] | None = None) -> dict:
+        """The stable interface of `orbiter status -o json`. `progress` is the latest line of each
+        cluster's running activity (read live by the CLI, never written to current.yml)."""
+        progress = progress or {}
         return {
             "orb": self.orb,
             "commit": self.commit,
@@ -85,6 +87,8 @@ class OrbStatus(Model):
                     "phase": c.phase,
                     "commit": c.commit,
                     "error": c.error,
+                    "step": c.step,
+                    "progress": progress.get(name),
                     "nodes": [
                         {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready}
                         for n in c.nodes

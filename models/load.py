@@ -22,10 +22,16 @@ Path = tuple[str | int, ...]
 
 
 def _lines(node: yaml.Node, path: Path, out: dict[Path, int], file: str) -> None:
-    """The 1-based line of every key and item; duplicate keys refused (PyYAML keeps the last)."""
+    """The 1-based line of every key and item; duplicate keys and foreign tags refused (PyYAML
+    keeps the last of two keys, and a tag the safe loader cannot build is a traceback there)."""
+    if node.tag not in yaml.SafeLoader.yaml_constructors:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise DesiredStateError(file, node.start_mark.line + 1, _dotted(path),
+                                f"YAML tag {tag} is not allowed: write a plain value")
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
+            _lines(key, path, {}, file)
             name = key.value
             if name in seen:
                 raise DesiredStateError(file, key.start_mark.line + 1, _dotted(path + (name,)),
@@ -152,22 +158,29 @@ def _message(err: dict[str, Any]) -> str:
     return msg[0].lower() + msg[1:]
 
 
+def _yaml_error(err: yaml.YAMLError, file: str) -> DesiredStateError:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and start and mark and start.line != mark.line:
+        problem += f" ({context} on line {start.line + 1})"
+    line = mark.line + 1 if mark else None
+    return DesiredStateError(file, line, "", f"not valid YAML: {problem}")
+
+
 def load_desired(text: str, file: str = "desired.yml") -> Orb:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
-        if context and start and mark and start.line != mark.line:
-            problem += f" ({context} on line {start.line + 1})"
-        line = mark.line + 1 if mark else None
-        raise DesiredStateError(file, line, "", f"not valid YAML: {problem}") from None
+        raise _yaml_error(err, file) from None
     if root is None:
         raise DesiredStateError(file, 1, "", "the file is empty: start from `orbiter init`")
     lines: dict[Path, int] = {}
     _lines(root, (), lines, file)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, file) from None
     if not isinstance(data, dict):
         raise DesiredStateError(file, 1, "",
                                 "must be a mapping with apiVersion, kind, metadata and spec")

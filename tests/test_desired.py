@@ -194,6 +194,24 @@ CASES = {
         "clusters.prod.upgrade.drainTimeout",
         "300 has no unit",
     ),
+    "yaml-tag": (
+        edit("apiVersion: orbiter.dev/v1", "apiVersion: !custom 1"),
+        "apiVersion:",
+        "apiVersion",
+        "YAML tag !custom is not allowed: write a plain value",
+    ),
+    "yaml-python-tag": (
+        edit("  pollInterval: 30s", "  pollInterval: !!python/object/apply:os.system [touch /tmp/pwned]"),
+        "pollInterval:",
+        "pollInterval",
+        "YAML tag !!python/object/apply:os.system is not allowed: write a plain value",
+    ),
+    "yaml-tag-on-a-mapping": (
+        edit("      members: {provider: lab", "      members: !member {provider: lab"),
+        "members: !member",
+        "clusters.meta.members",
+        "YAML tag !member is not allowed",
+    ),
     "duplicate-key": (
         edit("      destroyed: false", "      destroyed: false\n      paused: true"),
         "paused: true",
@@ -432,7 +450,8 @@ def test_orbiter_plan_rejects_with_one_line_and_exit_1(case, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", ["malformed-yaml", "unknown-in-pool-machine", "control-plane-2", "empty"]
+    "case", ["malformed-yaml", "unknown-in-pool-machine", "control-plane-2", "empty", "yaml-tag",
+             "yaml-python-tag"]
 )
 def test_orbiter_plan_process_exits_1_without_traceback(case, tmp_path):
     (tmp_path / "desired.yml").write_text(ALL_CASES[case])

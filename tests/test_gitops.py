@@ -107,6 +107,33 @@ async def test_invalid_push_is_rejected_with_line_and_previous_state_stays(clien
     assert status.rejected is None
 
 
+async def test_a_yaml_tag_is_rejected_in_one_line_and_the_loop_goes_on(client, worker, repo: GitRepo):
+    """A tag the safe loader cannot build (here an attempt to run a command) is a rejected
+    commit like any other bad input: named with its line, never retried, never wedging the loop."""
+    good = repo.push({"desired.yml": desired()}, "good")
+    wid = await takeoff(client, repo)
+    handle = client.get_workflow_handle(wid)
+    await wait_for(lambda: current(repo).commit == good)
+    text = desired().replace("pollInterval: 1h", "pollInterval: !!python/object/apply:os.system [false]")
+    bad = repo.push({"desired.yml": text}, "a tag")
+    await handle.signal(GitOpsWorkflow.poke, PokeInput())
+    status = await wait_for(lambda: (s := current(repo)).rejected and s)
+    line = text.splitlines().index("  pollInterval: !!python/object/apply:os.system [false]") + 1
+    assert status.rejected.commit == bad and status.rejected.line == line
+    assert status.rejected.message == (
+        f"desired.yml:{line} pollInterval: YAML tag !!python/object/apply:os.system is not allowed: write a plain value"
+    )
+    assert status.commit == good
+    desc = await handle.describe()
+    assert desc.status.name == "RUNNING"
+    assert all(a.attempt == 1 for a in desc.raw_description.pending_activities)  # nothing retrying
+    # The loop goes on: the next valid push is applied and clears the rejection.
+    fixed = repo.push({"desired.yml": desired()}, "fix")
+    await handle.signal(GitOpsWorkflow.poke, PokeInput())
+    status = await wait_for(lambda: (s := current(repo)).commit == fixed and s)
+    assert status.rejected is None
+
+
 async def test_poll_interval_applies_a_push_without_poke(client, worker, repo: GitRepo):
     repo.push({"desired.yml": desired(poll="1s")}, "one")
     await takeoff(client, repo)

@@ -1,12 +1,7 @@
 """The pure parts of the kubeadm activities and the package resolution the kubernetes kind relies on."""
 
 import re
-import time
 
-import pytest
-from temporalio.testing import ActivityEnvironment
-
-from orbiter.activities import kubeadm
 from orbiter.activities.kubeadm import _scrub, blocking_pods, ca_cert_hash, new_token
 from orbiter.activities.machines import ANY, served_versions
 from orbiter.models.kinds.kubernetes import fill
@@ -47,24 +42,6 @@ def test_a_minor_pattern_takes_the_highest_patch_served():
     served = {"kubeadm": {"1.30.6-1.1", "1.30.10-1.1", "1.31.2-1.1"}}
     assert served_versions(served, {"kubeadm": "1.30.*"}) == {"kubeadm": "1.30.10-1.1"}
     assert served_versions(served, {"kubeadm": "1.29.*"}) == {}
-
-
-def test_a_long_kubeadm_call_heartbeats_while_it_runs(monkeypatch):
-    """A call longer than the heartbeat timeout must not look dead to Temporal (which would start a
-    second attempt while the first still runs on the machine); its error is the activity's error."""
-    monkeypatch.setattr(kubeadm, "HEARTBEAT_SECONDS", 0.02)
-    env = ActivityEnvironment()
-    beats: list[tuple] = []
-    env.on_heartbeat = lambda *details: beats.append(details)
-    assert env.run(lambda: kubeadm._beating("kubeadm join x", lambda: time.sleep(0.3) or "joined")) == "joined"
-    assert len(beats) >= 5 and set(beats) == {("kubeadm join x",)}
-
-    def fails():
-        raise TimeoutError("the call's own error")
-
-    with pytest.raises(TimeoutError, match="own error"):
-        env.run(lambda: kubeadm._beating("x", fails))
-    assert kubeadm._beating("outside an activity", lambda: 7) == 7
 
 
 def test_a_blocked_drain_names_the_pods_that_stop_it():

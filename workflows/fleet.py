@@ -71,7 +71,10 @@ class Fleet:
         return await workflow.execute_activity(
             prepare_packages,
             PreparePackagesInput(provider_name=provider, provider=self.provider(provider), packages=wanted),
-            start_to_close_timeout=timedelta(minutes=10),
+            # The first run on a host builds the base image and downloads packages: minutes, with
+            # heartbeats, so a crashed worker's attempt is retried within half a minute.
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=MACHINE_RETRY,
             summary=f"packages {', '.join(f'{n} {v}' for n, v in sorted(wanted.items()))} for {provider}",
         )
@@ -89,7 +92,7 @@ class Fleet:
                 secrets=self.desired.secrets,
                 host_keys={k: v for k, v in known.items() if v},
             ),
-            start_to_close_timeout=timedelta(minutes=10),
+            start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=MACHINE_RETRY,
             summary=f"machines {', '.join(ids)}",

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,14 @@ class LocalProvider:
     def image_path(self) -> Path:
         """Directory of the base rootfs this provider boots."""
         return images_dir(self.state_root) / self.image
+
+    def ensure_image(self, progress: Callable[[str], None] | None = None) -> None:
+        """The base image machines boot and the apt repo resolves against; built on first need."""
+        _require_root()
+        try:
+            nspawn.ensure_image(images_dir(self.state_root), self.image, progress=progress)
+        except NspawnError as exc:
+            raise LocalProviderError(f"local provider {self.name}: base image: {exc}") from exc
 
     def _machine_dir(self, machine_id: str) -> Path:
         return self.path / "machines" / machine_id
@@ -225,7 +234,8 @@ class LocalProvider:
         return sorted(p.name for p in mdir.iterdir() if (p / "meta.json").exists())
 
     def create(
-        self, pool: str, machine_ids: list[str], public_key: str, key_secret: str
+        self, pool: str, machine_ids: list[str], public_key: str, key_secret: str,
+        progress: Callable[[str], None] | None = None,
     ) -> list[Machine]:
         """Boot machines in parallel; idempotent by id (running ones are returned unchanged)."""
         _require_root()
@@ -234,10 +244,7 @@ class LocalProvider:
                 raise LocalProviderError(
                     f"local machine id {mid!r} must be a hostname (letters, digits, '-')"
                 )
-        try:
-            nspawn.ensure_image(images_dir(self.state_root), self.image)
-        except NspawnError as exc:
-            raise LocalProviderError(f"local provider {self.name}: base image: {exc}") from exc
+        self.ensure_image(progress)
         self.ensure_network()
         metas: list[dict[str, Any]] = []
         with self._lock():
@@ -268,6 +275,8 @@ class LocalProvider:
                     self._write_json(mdir / "meta.json", meta)
                 metas.append(meta)
         errors: list[str] = []
+        if progress and metas:
+            progress("booting " + ", ".join(m["id"] for m in metas))
         with ThreadPoolExecutor(max_workers=min(8, len(metas) or 1)) as pool_ex:
             futures = {pool_ex.submit(self._start, m): m["id"] for m in metas}
             for fut, mid in futures.items():
