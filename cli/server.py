@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from orbiter.models.secrets import SecretsError
 from orbiter.worker.client import ConnectError, connect, temporal_address
 from orbiter.worker.codec_server import serve as serve_codec
+from orbiter.worker.logs import setup_logging
 from orbiter.worker.main import run_worker
 from orbiter.worker.masterkey import load_master_key
 from orbiter.worker.server import ServerError, answers, default_db, start_server, stop_server
@@ -85,6 +86,8 @@ def server(
 def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE; start several to scale out."""
 
+    setup_logging()
+
     async def main() -> None:
         client = await connect()
         console.print(f"worker connected to {temporal_address()}; Ctrl-C stops", highlight=False)
@@ -104,6 +107,7 @@ def up(
     repo_key: RepoKeyOpt = None,
     known_hosts: KnownHostsOpt = None,
     db: DbOpt = None,
+    ui_port: Annotated[int, typer.Option(help="Web UI port of the server `up` starts")] = 8233,
 ) -> None:
     """One-command local mode: server (if none answers), a worker in this process, takeoff; Ctrl-C stops.
 
@@ -114,17 +118,25 @@ def up(
         master_key = load_master_key()
     except SecretsError as err:
         fail(str(err))
+    setup_logging()
     if not answers(host, port):
-        with contextlib.suppress(OSError):
-            codec = serve_codec(master_key, port=CODEC_PORT, ui_origin="http://localhost:8233,http://127.0.0.1:8233")
+        try:
+            codec = serve_codec(master_key, port=CODEC_PORT,
+                                ui_origin=f"http://localhost:{ui_port},http://127.0.0.1:{ui_port}")
+        except OSError as err:
+            console.print(f"[yellow]no codec server on port {CODEC_PORT} ({err.strerror}); the Web UI shows"
+                          " encrypted payloads[/]", highlight=False)
         try:
             proc = start_server(
                 db or default_db(),
                 port=port,
+                ui_port=ui_port,
                 ip=host,
                 codec_endpoint=f"http://127.0.0.1:{CODEC_PORT}" if codec else None,
             )
         except ServerError as err:
+            if codec:
+                codec.shutdown()
             fail(str(err))
         console.print(f"started Temporal on {host}:{port} (state {db or default_db()})", highlight=False)
     ref = repo_ref(repo, branch, repo_key, known_hosts)
@@ -141,7 +153,7 @@ def up(
         worker_task = asyncio.create_task(run_worker(client, stop))
         try:
             wid = await _until_ready(lambda: start_gitops(client, ref))
-            console.print(f"watching {ref.url} ({branch}); Web UI http://localhost:8233 ; Ctrl-C stops",
+            console.print(f"watching {ref.url} ({branch}); Web UI http://localhost:{ui_port} ; Ctrl-C stops",
                           highlight=False)
             follow = asyncio.create_task(_follow(client, wid))
             await stopping.wait()

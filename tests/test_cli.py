@@ -245,6 +245,33 @@ def test_temporal_down_is_one_line_naming_the_address(args):
     assert f"cannot reach Temporal at {address}" in line
 
 
+@pytest.fixture
+def busy_port():
+    """A port something other than Temporal listens on (a plain TCP server that never answers gRPC)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+def test_a_port_taken_by_another_program_is_one_line_naming_it(busy_port):
+    result = run("status", env={"TEMPORAL_ADDRESS": f"127.0.0.1:{busy_port}"})
+    assert result.returncode == 1
+    assert f"127.0.0.1:{busy_port} answers, but not as a Temporal server" in one_error_line(result.stderr)
+
+
+def test_a_web_ui_port_in_use_is_one_line_before_anything_starts(busy_port, tmp_path):
+    result = run("server", "--db", str(tmp_path / "t.db"), "--port", str(free_port()), "--ui-port", str(busy_port),
+                 "--no-codec")
+    assert result.returncode == 1
+    assert one_error_line(result.stderr) == (
+        f"error: port {busy_port} (the Web UI) is in use: stop what listens there or choose another port with"
+        " --ui-port"
+    )
+
+
 def test_missing_master_key_file_is_one_line_naming_the_path(tmp_path):
     path = tmp_path / "no" / "masterkey"
     result = run("status", env={"ORBITER_MASTERKEY_FILE": str(path)})

@@ -47,3 +47,31 @@ def test_a_progress_line_from_another_thread_reaches_the_next_heartbeat(monkeypa
     env.run(body)
     assert beats[0] == "building the base image"
     assert "booting machines" in beats  # sent at once, not at the next 5 s beat
+
+
+def test_an_expected_activity_failure_is_logged_as_one_line():
+    """What `orbiter worker` and `orbiter up` print for an activity orbiter failed on purpose (a
+    missing branch, a machine that does not answer): its one line, not a traceback per attempt."""
+    import io
+    import logging
+
+    from temporalio.exceptions import ApplicationError
+
+    from orbiter.worker.logs import OneLineExpectedFailures
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(OneLineExpectedFailures())
+    log = logging.getLogger("orbiter-test-logs")
+    log.addHandler(handler)
+    try:
+        for err in (ApplicationError("branch main does not exist in /r.git", type="GitError"), KeyError("bug")):
+            try:
+                raise err
+            except Exception:
+                log.warning("Completing activity as failed (%s)", "poll_remote", exc_info=True)
+    finally:
+        log.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Completing activity as failed (poll_remote): GitError: branch main does not exist in /r.git"
+    assert lines[1] == "Completing activity as failed (poll_remote)" and "Traceback" in lines[2]  # a bug keeps it

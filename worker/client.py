@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import socket
 
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -26,6 +27,16 @@ class ConnectError(Exception):
     """Temporal cannot be reached; the message says where orbiter looked."""
 
 
+def _answers(address: str) -> bool:
+    """Something accepts TCP connections at address (then a failed connect is not "nobody there")."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=0.3):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 STARTING_ATTEMPTS = 30  # x 0.5 s: how long a just-started server may take to become healthy
 
 
@@ -44,8 +55,13 @@ async def connect(address: str | None = None, namespace: str | None = None) -> C
             if "not healthy yet" in str(err) and attempt + 1 < STARTING_ATTEMPTS:
                 await asyncio.sleep(0.5)
                 continue
+            text = str(err).splitlines()[0]
+            if _answers(address):
+                raise ConnectError(
+                    f"{address} answers, but not as a Temporal server (some other program listens there):"
+                    " stop it, or run orbiter's server on another port and set TEMPORAL_ADDRESS"
+                ) from None
             raise ConnectError(
-                f"cannot reach Temporal at {address} ({str(err).splitlines()[0]}): start it with"
-                " `orbiter server` or set TEMPORAL_ADDRESS"
+                f"cannot reach Temporal at {address} ({text}): start it with `orbiter server` or set TEMPORAL_ADDRESS"
             ) from None
     raise AssertionError("unreachable")

@@ -125,6 +125,9 @@ def start_server(
     try:
         if answers(ip, port):
             raise ServerError(f"something already listens on {ip}:{port}: is another orbiter server running?")
+        if not headless and answers("127.0.0.1", ui_port):
+            raise ServerError(f"port {ui_port} (the Web UI) is in use: stop what listens there or choose another"
+                              " port with --ui-port")
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
