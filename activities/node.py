@@ -26,14 +26,12 @@ from orbiter.activities.ssh import (
 from orbiter.agent.apply import ApplyError, apply_changes
 from orbiter.agent.observe import ObserveError, observe_script, parse_observation
 from orbiter.agent.plan import plan, secret_files, sha256
+from orbiter.models.claims import claim_conflict, parse_claim
+from orbiter.models.errors import one_line
 from orbiter.models.machines import Machine
 from orbiter.models.node import (
-    ApplyNodeInput,
-    ApplyNodeResult,
     ConvergeNodeInput,
     ConvergeNodeResult,
-    ObserveNodeInput,
-    ObserveNodeResult,
 )
 from orbiter.models.nodespec import NodeObserved, NodeSpec
 from orbiter.models.refs import SecretsRef
@@ -46,13 +44,9 @@ OBSERVE_TIMEOUT = 120.0
 APPLY_TIMEOUT = 1800.0
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
-
-
 def _error(machine: Machine, err: Exception) -> ApplicationError:
     """The ApplicationError for `err`; its type name drives the workflow's retry policy."""
-    msg = _one_line(str(err)) or type(err).__name__
+    msg = one_line(str(err), 500) or type(err).__name__
     if f"machine {machine.id}" not in msg:
         msg = f"machine {machine.id}: {msg}"
     if isinstance(err, Unreachable):
@@ -81,7 +75,7 @@ def _observe(
     its secret files must have (opaque tokens: the history never sees a hash of a secret)."""
     r = session.run("sh -s", stdin=observe_script(spec).encode(), timeout=OBSERVE_TIMEOUT)
     if r.status != 0:
-        tail = _one_line(r.stderr)[-300:] or "(no stderr)"
+        tail = one_line(r.stderr) or "(no stderr)"
         raise _error(machine, ObserveError(f"observe exited with {r.status}: {tail}"))
     try:
         observed = parse_observation(spec, r.stdout)
@@ -101,13 +95,13 @@ def _observe(
     return observed, digests
 
 
-@activity.defn
-def observe_node(input: ObserveNodeInput) -> ObserveNodeResult:
-    """One round trip: what the machine has of everything the spec mentions."""
-    with _session(input.machine, input.secrets) as session:
-        observed, digests = _observe(session, input.machine, input.spec, input.secrets)
-        host_key = session.host_key
-    return ObserveNodeResult(observed=observed, secret_digests=digests, host_key=host_key)
+def _check_claim(machine: Machine, spec: NodeSpec, observed: NodeObserved) -> None:
+    """Another orb's claim on the machine stops the round before anything changes on it."""
+    owner = parse_claim(spec.claim)
+    if owner is None:
+        return
+    if conflict := claim_conflict(machine.id, machine.provider, owner[0], owner[1], observed.claim):
+        raise ApplicationError(conflict, type="MachineClaimed", non_retryable=True)
 
 
 @activity.defn
@@ -122,6 +116,7 @@ def converge_node(input: ConvergeNodeInput) -> ConvergeNodeResult:
     with heartbeating("start") as progress, _session(machine, input.secrets) as session:
         progress("observe")
         observed, digests = _observe(session, machine, input.spec, input.secrets)
+        _check_claim(machine, input.spec, observed)
         changes = plan(input.spec, observed, digests)
         if changes:
             apply_changes(
@@ -136,24 +131,4 @@ def converge_node(input: ConvergeNodeInput) -> ConvergeNodeResult:
         return ConvergeNodeResult(observed=observed, changes=changes, host_key=session.host_key)
 
 
-@activity.defn
-def apply_node(input: ApplyNodeInput) -> ApplyNodeResult:
-    """Apply planned changes over one session: prepare script, uploads, finish script."""
-    machine = input.machine
-    if not input.changes:
-        return ApplyNodeResult(applied=[], host_key=machine.host_key or "")
-
-    def secret(name: str) -> bytes:
-        return resolve_secret(input.secrets, name)
-
-    with heartbeating("start") as progress, _session(machine, input.secrets) as session:
-        apply_changes(
-            session,
-            input.spec,
-            input.changes,
-            label=f"machine {machine.id}",
-            secret_content=secret,
-            progress=progress,
-            timeout=APPLY_TIMEOUT,
-        )
-        return ApplyNodeResult(applied=input.changes, host_key=session.host_key)
+ACTIVITIES = [converge_node]

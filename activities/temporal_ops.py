@@ -2,15 +2,10 @@
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from orbiter.models.cluster import ClusterInput, SignalClusterInput
-from orbiter.models.ids import TASK_QUEUE, cluster_workflow_id
-
-ORB_KEY = SearchAttributeKey.for_keyword("OrbiterOrb")
-CLUSTER_KEY = SearchAttributeKey.for_keyword("OrbiterCluster")
-PHASE_KEY = SearchAttributeKey.for_keyword("OrbiterPhase")
-SEARCH_ATTRIBUTES = {"OrbiterOrb": "Keyword", "OrbiterCluster": "Keyword", "OrbiterPhase": "Keyword"}
+from orbiter.models.ids import CLUSTER_KEY, CLUSTER_WORKFLOW, ORB_KEY, PHASE_KEY, TASK_QUEUE, cluster_workflow_id
 
 
 class TemporalOps:
@@ -20,10 +15,8 @@ class TemporalOps:
     @activity.defn(name="signal_cluster")
     async def signal_cluster(self, input: SignalClusterInput) -> None:
         """Signal-with-start: the first commit creates the cluster workflow, later ones update it."""
-        from orbiter.workflows.cluster import ClusterWorkflow
-
         await self.client.start_workflow(
-            ClusterWorkflow.run,
+            CLUSTER_WORKFLOW,
             ClusterInput(orb=input.orb, cluster=input.cluster, gitops_workflow_id=input.gitops_workflow_id),
             id=cluster_workflow_id(input.orb, input.cluster),
             task_queue=TASK_QUEUE,

@@ -20,6 +20,7 @@ from orbiter.agent.plan import (
     norm_module,
     observed_paths,
 )
+from orbiter.models.claims import CLAIM_FILE
 from orbiter.models.nodespec import NodeObserved, NodeSpec, UnitState
 
 BEGIN = "orbiter-observe v1"
@@ -104,6 +105,9 @@ def observe_script(spec: NodeSpec) -> str:
         "printf 'A\\t%s\\t%s\\n' \"$(basename \"$f\" | tr -d '\\n' | b64)\" "
         '"$(b64 < "$f")"; done'
     )
+    if spec.claim is not None:
+        lines.append(f"if [ -f {q(CLAIM_FILE)} ]; then printf 'C\\t%s\\n' \"$(b64 < {q(CLAIM_FILE)})\";"
+                     " else printf 'C\\t-\\n'; fi")
     lines.append(f"echo {q(END)}")
     return "\n".join(lines) + "\n"
 
@@ -154,6 +158,7 @@ def parse_observation(spec: NodeSpec, stdout: str) -> NodeObserved:
     modules: list[str] = []
     swap = False
     sources: dict[str, str] = {}
+    claim: str | None = None
     try:
         for line in lines:
             tag, _, rest = line.partition("\t")
@@ -193,6 +198,8 @@ def parse_observation(spec: NodeSpec, stdout: str) -> NodeObserved:
                     modules.append(spec.kernel_modules[_index(f[0], spec.kernel_modules)])
             elif tag == "W":
                 swap = any(int(x or 0) > 0 for x in f[:2])
+            elif tag == "C":
+                claim = None if f[0] == "-" else _unb64(f[0])
             elif tag == "A":
                 parsed = _apt_source(_unb64(f[0]), _unb64(f[1]))
                 if parsed is not None:
@@ -210,4 +217,5 @@ def parse_observation(spec: NodeSpec, stdout: str) -> NodeObserved:
         kernel_modules=modules,
         swap_active=swap,
         apt_sources=sources,
+        claim=claim,
     )

@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass
 
+from orbiter.models.claims import CLAIM_FILE
 from orbiter.models.nodespec import Change, FileSpec, NodeObserved, NodeSpec
 
 UNIT_DIR = "/etc/systemd/system"
@@ -115,6 +116,8 @@ def managed_files(spec: NodeSpec) -> list[ManagedFile]:
     ]
     out.append(ManagedFile(SYSCTL_CONF, sysctl_conf(spec), origin="sysctl"))
     out.append(ManagedFile(MODULES_CONF, modules_conf(spec), origin="module"))
+    if spec.claim is not None:
+        out.append(ManagedFile(CLAIM_FILE, spec.claim, "0600", origin="claim"))
     return out
 
 

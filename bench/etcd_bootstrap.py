@@ -8,7 +8,7 @@ Run as root from the repo root::
 What it does (see bench/README.md):
 
 1. installs the peers (``ansible-core``, ``pyinfra``) into ``bench/.venv-peers``;
-2. boots max(--nodes) fresh Debian machines with its own LocalProvider ("bench", its own
+2. boots max(--nodes) fresh Debian machines with its own LocalMachines ("bench", its own
    subnet, the shared base image cache), installs etcd-server and etcd-client 3.4.23 on them
    from the provider's served apt repo and puts them in the peers' "fresh" state (reset.sh:
    etcd stopped, data dir empty, packaged /etc/default/etcd);
@@ -156,7 +156,7 @@ class Cleanup:
 
     def _sweep(self) -> None:
         """Last resort: any nspawn or http.server still bound to our bridge."""
-        from orbiter.activities.providers import nspawn
+        from orbiter.activities.providers.local import nspawn
 
         p = self.provider
         marks = (f"--network-bridge={p.bridge}", f"--bind {p.host_ip} ")
@@ -207,16 +207,16 @@ def ssh_all(lab: Lab, command: str, timeout: float = 600) -> None:
 
 def setup_lab(n_max: int, subnet: str, cleanup: Cleanup) -> Lab:
     """Boot n_max machines, install etcd from the provider's repo, bring them to fresh."""
-    from orbiter.activities.aptrepo import AptRepo
-    from orbiter.activities.machines import resolve_host_versions
-    from orbiter.activities.providers.local import LocalProvider, state_dir
+    from orbiter.activities.providers.local import LocalMachines, state_dir
+    from orbiter.activities.providers.local.aptrepo import AptRepo
+    from orbiter.activities.providers.local.packages import resolve_host_versions
     from orbiter.activities.ssh import generate_ed25519
 
     # The base image is shared with orbiter and the tests; everything else is throwaway.
     os.environ.setdefault("ORBITER_IMAGE_CACHE", str(state_dir() / "images"))
     workdir = Path(tempfile.mkdtemp(prefix="orbiter-bench-"))
     cleanup.workdir = workdir
-    provider = LocalProvider(PROVIDER_NAME, subnet, state=workdir / "state")
+    provider = LocalMachines(PROVIDER_NAME, subnet, state=workdir / "state")
     cleanup.provider = provider
 
     private, public = generate_ed25519()
@@ -549,8 +549,8 @@ class OrbiterBench:
     # -- one run -----------------------------------------------------------------------------
     def run(self, lab: Lab, n: int, tls: bool) -> float:
         from orbiter.cli.gitops import start_gitops
-        from orbiter.models.desired import default_secret_names
         from orbiter.models.ids import cluster_workflow_id, gitops_workflow_id, node_workflow_id
+        from orbiter.models.providers import default_secret_names
         from orbiter.models.refs import RepoRef
         from orbiter.models.secrets import SecretBox, parse_secrets_file, read_secret
 

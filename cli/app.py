@@ -1,5 +1,8 @@
 """The `orbiter` command."""
 
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
 
 from . import clusters, gitops, machines, repo, secret, server
@@ -12,6 +15,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        print(f"orbiter {version('orbiter')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version_flag: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print orbiter's version and exit")] = False,
+) -> None:
+    """orbiter: GitOps cluster manager on Temporal."""
+
+
 app.command()(server.server)
 app.command()(server.worker)
 app.command()(server.up)

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from orbiter.models.current import OrbStatus
 from orbiter.models.load import DesiredStateError, load_desired
-from orbiter.models.plan import plan as make_plan
+from orbiter.workflows.orbplan import OrbPlan, plan_orb
 
 from .common import Output, OutputOpt, RepoDirOpt, console, fail, print_json
 
@@ -45,8 +45,16 @@ def init(directory: Annotated[Path, typer.Argument(help="new repository director
                   highlight=False)
 
 
+def _committed_desired(repo_dir: Path, commit: str) -> str | None:
+    """desired.yml as it was at `commit` (what a cluster last applied), if the checkout has it."""
+    proc = subprocess.run(["git", "-C", str(repo_dir), "show", f"{commit}:desired.yml"],
+                          capture_output=True, text=True, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def plan(repo_dir: RepoDirOpt = Path("."), output: OutputOpt = Output.table) -> None:
-    """What orbiter would do for DIR's desired.yml against its current.yml. Exit 0: nothing; 2: changes."""
+    """The steps orbiter would run for DIR's desired.yml against its current.yml, in the words the
+    cluster then reports as its step. No side effects. Exit 0: nothing changes; 2: changes; 1: an error."""
     desired = repo_dir / "desired.yml"
     if not desired.exists():
         fail(f"{desired} does not exist")
@@ -59,14 +67,17 @@ def plan(repo_dir: RepoDirOpt = Path("."), output: OutputOpt = Output.table) -> 
         current = OrbStatus.from_yaml(current_file.read_text() if current_file.exists() else None)
     except Exception as err:  # noqa: BLE001 - any parse failure is the same user error
         fail(f"{current_file} is not a valid current.yml: {str(err).splitlines()[0]}")
-    actions = make_plan(orb, current)
+    result: OrbPlan = plan_orb(orb, current, lambda commit: _committed_desired(repo_dir, commit))
     if output == Output.json:
-        print_json([a.model_dump() for a in actions])
-    elif not actions:
-        console.print("nothing to do: the orb is as desired")
+        print_json(result.model_dump(mode="json"))
     else:
-        table = Table("cluster", "action", "detail")
-        for a in actions:
-            table.add_row(a.cluster, a.action, a.detail)
+        table = Table("cluster", "step", "what it does", "changes")
+        for c in result.clusters:
+            if c.note:
+                table.add_row(c.cluster, "", c.note, "")
+            for s in c.steps:
+                table.add_row(c.cluster, s.name, s.description, "yes" if s.changes else "")
         console.print(table)
-    raise typer.Exit(2 if actions else 0)
+        console.print("the orb would change" if result.changes else "nothing to change: the orb is as desired",
+                      highlight=False)
+    raise typer.Exit(1 if result.refused else 2 if result.changes else 0)

@@ -1,15 +1,16 @@
 """Messages and state of a ClusterWorkflow."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from .base import Model
 from .current import ClusterStatus, Phase
-from .desired import Cluster, Provider
+from .kinds import AnyKindState, Cluster
 from .machines import Machine
 from .node import NodeReport
 from .nodespec import Change
+from .providers import Provider
 from .refs import SecretsRef
 
 
@@ -25,22 +26,25 @@ class DesiredUpdate(Model):
     max_parallel: int = 10
 
 
-class MemberRecord(Model):
-    """A machine's part in the cluster, durable so a resumed reconcile knows how far it got."""
+MachineAction = Literal["replace", "reboot"]
 
-    name: str  # also the machine id
-    provider: str
-    pool: str
-    role: str
-    joined: bool = False
-    join: dict[str, str] = {}  # kind-specific facts fixed at join time (e.g. etcd's initial cluster)
-    spec_digest: str | None = None  # of the NodeSpec last converged, so unchanged members are skipped
+
+class MachineCommand(Model):
+    """An operator's command for one machine (`orbiter replace`, `orbiter reboot`), done by the
+    kind's runbook at its next reconcile."""
+
+    action: MachineAction
+    machine: str
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.machine}"
 
 
 class ClusterState(Model):
     """Everything a ClusterWorkflow knows, passed whole across continue-as-new."""
 
     desired: DesiredUpdate | None = None
+    applied: Cluster | None = None  # the spec of the last commit fully applied: what rolls compare to
     status: ClusterStatus
     paused: bool = False
     retry_requested: bool = False
@@ -49,10 +53,9 @@ class ClusterState(Model):
     sealed_secrets: dict[str, str] = {}
     node_reports: dict[str, NodeReport] = {}
     node_generations: dict[str, int] = {}
-    members: list[MemberRecord] = []
     drift: dict[str, list[Change]] = {}  # machine -> what its agent last put back by itself
-    replace: list[str] = []  # machines `orbiter replace` asked for: a new one joins, then they leave
-    reboot: list[str] = []  # machines `orbiter reboot` asked for: drained, rebooted, Ready, uncordoned
+    commands: list[MachineCommand] = []
+    kind: AnyKindState | None = None
 
 
 class ClusterInput(Model):

@@ -24,12 +24,14 @@ class NodeStatus(Model):
     machine: str
     ip: str
     role: str
+    group: str | None = None  # a kind's group of the node (Kubernetes: controlPlane or a worker group)
     version: str | None = None
     ready: bool = False
     host_key: str | None = Field(None, alias="hostKey")
     pool: str | None = None
     provider: str | None = None
     cordoned: bool | None = None
+    joined: bool = False  # a member of the cluster (etcd member, Kubernetes node), not only a machine
     healthy: bool | None = None
     leader: bool | None = None
     db_size: int | None = Field(None, alias="dbSize")
@@ -43,7 +45,10 @@ class ClusterStatus(Model):
     phase: Phase = "Pending"
     commit: str | None = None  # the last commit fully applied
     desired_commit: str | None = Field(None, alias="desiredCommit")
+    plan: list[str] = []  # the steps of the reconcile that runs (or ran last), as `orbiter plan` names them
+    done: list[str] = []  # those of them that finished, in order
     step: str | None = None
+    commands: list[str] = []  # operator commands waiting for the next reconcile: "reboot w1"
     error: str | None = None
     orphaned: bool = False
     endpoints: list[str] = []

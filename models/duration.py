@@ -4,7 +4,7 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, StrictStr
+from pydantic import AfterValidator, BeforeValidator, StrictStr
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
@@ -23,4 +23,11 @@ def _check(text: str) -> str:
     return text
 
 
-Duration = Annotated[StrictStr, AfterValidator(_check)]
+def _needs_unit(value: object) -> object:
+    # YAML reads `30` as a number; "must be a string" would not tell the operator what to write.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"{value} has no unit: write a duration like {value}s (units: ms, s, m, h)")
+    return value
+
+
+Duration = Annotated[StrictStr, BeforeValidator(_needs_unit), AfterValidator(_check)]

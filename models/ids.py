@@ -3,7 +3,15 @@
 import hashlib
 import re
 
+from temporalio.common import SearchAttributeKey
+
 TASK_QUEUE = "orbiter"
+CLUSTER_WORKFLOW = "ClusterWorkflow"  # the type name, for starting one where the class is not imported
+# Search attributes orbiter sets on cluster workflows (the Web UI filters by them).
+ORB_KEY = SearchAttributeKey.for_keyword("OrbiterOrb")
+CLUSTER_KEY = SearchAttributeKey.for_keyword("OrbiterCluster")
+PHASE_KEY = SearchAttributeKey.for_keyword("OrbiterPhase")
+SEARCH_ATTRIBUTES = {"OrbiterOrb": "Keyword", "OrbiterCluster": "Keyword", "OrbiterPhase": "Keyword"}
 
 
 def gitops_workflow_id(repo_url: str, branch: str) -> str:

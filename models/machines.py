@@ -1,10 +1,6 @@
 """Machines as every provider hands them out, and how to reach one over SSH."""
 
-from typing import Literal
-
 from .base import Model
-
-ProviderKind = Literal["local", "static", "gce"]
 
 
 class Machine(Model):
@@ -12,7 +8,6 @@ class Machine(Model):
 
     id: str
     provider: str
-    provider_kind: ProviderKind
     pool: str
     ip: str
     ssh_port: int = 22

@@ -6,32 +6,6 @@ from .nodespec import Change, NodeObserved, NodeSpec, UnitState
 from .refs import SecretsRef
 
 
-class ObserveNodeInput(Model):
-    machine: Machine
-    spec: NodeSpec
-    secrets: SecretsRef
-
-
-class ObserveNodeResult(Model):
-    observed: NodeObserved
-    # Path -> digest the observed digest must equal, for content_secret files. Observed and
-    # desired digests of secret files are opaque tokens, so no hash of a secret enters history.
-    secret_digests: dict[str, str] = {}
-    host_key: str
-
-
-class ApplyNodeInput(Model):
-    machine: Machine
-    spec: NodeSpec
-    changes: list[Change]
-    secrets: SecretsRef
-
-
-class ApplyNodeResult(Model):
-    applied: list[Change]
-    host_key: str
-
-
 class ConvergeNodeInput(Model):
     machine: Machine
     spec: NodeSpec

@@ -44,6 +44,9 @@ class NodeSpec(Model):
     sysctls: dict[str, str] = {}
     kernel_modules: list[str] = []
     swap_off: bool = False
+    # Which orb and cluster own the machine (models/claims.py): written if absent, and a claim of
+    # another orb stops the agent before it changes anything.
+    claim: str | None = None
 
 
 class UnitState(Model):
@@ -65,6 +68,7 @@ class NodeObserved(Model):
     kernel_modules: list[str] = []
     swap_active: bool = False
     apt_sources: dict[str, str] = {}  # name -> line
+    claim: str | None = None  # the claim file's content, when the spec has a claim
 
 
 class Change(Model):

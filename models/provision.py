@@ -1,8 +1,8 @@
 """Messages of the provider activities: keys, machines, packages."""
 
 from .base import Model
-from .desired import Provider
 from .machines import Machine
+from .providers import Provider
 from .refs import SecretsRef
 
 
@@ -16,6 +16,9 @@ class EnsureKeysResult(Model):
 
 
 class AcquireMachinesInput(Model):
+    orb: str  # who claims the machines
+    cluster: str
+    kind: str
     provider_name: str
     provider: Provider
     pool: str
@@ -38,11 +41,6 @@ class ReleaseMachineInput(Model):
     files: list[str] = []
     packages: list[str] = []
     data_dirs: list[str] = []
-
-
-def remote_pins(wanted: dict[str, str]) -> dict[str, str]:
-    """Static and GCE machines install from their own mirrors: each wanted version pinned as `<version>*`."""
-    return {n: v if v.endswith("*") else f"{v}*" for n, v in wanted.items()}
 
 
 class PreparePackagesInput(Model):
@@ -71,3 +69,18 @@ class BootIdInput(Model):
 
 class BootIdResult(Model):
     boot_id: str
+
+
+class FindMachinesInput(Model):
+    """A cluster's machines a provider already has (a workflow that starts afresh finds them)."""
+
+    orb: str
+    cluster: str
+    kind: str
+    provider_name: str
+    provider: Provider
+    pool: str
+
+
+class FindMachinesResult(Model):
+    machine_ids: list[str]

@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 from temporalio.client import Client
 
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
 from orbiter.models.current import ClusterStatus, OrbStatus
-from orbiter.models.etcd import client_bundle_secret
 from orbiter.models.gitops import PokeInput
+from orbiter.models.kinds.etcd.messages import client_bundle_secret
 from orbiter.models.secrets import read_secret
 from orbiter.workflows.gitops import GitOpsWorkflow
 
@@ -48,9 +48,9 @@ def desired(orb: str, nodes: int, extra: str = "", subnet: str = E2E_SUBNET, dri
 
 
 @contextlib.contextmanager
-def e2e_machines(subnet: str = E2E_SUBNET) -> Iterator[LocalProvider]:
+def e2e_machines(subnet: str = E2E_SUBNET) -> Iterator[LocalMachines]:
     """The provider the flow's desired.yml names; every machine of it is gone afterwards."""
-    provider = LocalProvider(E2E_PROVIDER, subnet)
+    provider = LocalMachines(E2E_PROVIDER, subnet)
     try:
         yield provider
     finally:
@@ -136,7 +136,7 @@ def started_members(etcdctl: Etcdctl) -> list[dict]:
     return json.loads(etcdctl("member", "list", "-w", "json"))["members"]
 
 
-async def stop_orb(client: Client, orb: str, gitops_id: str, machines: LocalProvider) -> None:
+async def stop_orb(client: Client, orb: str, gitops_id: str, machines: LocalMachines) -> None:
     """Terminate the GitOps, cluster and node agent workflows of a test orb (absent ones are fine)."""
     ids = [gitops_id, f"cluster/{orb}/meta"] + [f"node/{orb}/meta/{m['id']}" for m in machines.list_status()]
     ids += [f"node/{orb}/meta/meta-etcd-{i}" for i in range(9)]

@@ -23,8 +23,7 @@ from types import FrameType
 
 import pytest
 
-from orbiter.activities.providers import nspawn
-from orbiter.activities.providers.local import LocalProvider, state_dir
+from orbiter.activities.providers.local import LocalMachines, nspawn, state_dir
 from orbiter.activities.ssh import generate_ed25519
 from orbiter.models.machines import Machine
 
@@ -54,7 +53,7 @@ def _acquire_session_lock() -> int:
             time.sleep(1)
 
 
-def _sweep(provider: LocalProvider) -> None:
+def _sweep(provider: LocalMachines) -> None:
     """Kill any nspawn/http.server left on the test bridge (even from an aborted earlier run)."""
     marks = (f"--network-bridge={provider.bridge}", f"--bind {provider.host_ip} ")
     for proc in Path("/proc").iterdir():
@@ -70,7 +69,7 @@ def _sweep(provider: LocalProvider) -> None:
         subprocess.run(["ip", "link", "del", provider.bridge], capture_output=True, check=False)
 
 
-def _teardown(provider: LocalProvider) -> None:
+def _teardown(provider: LocalMachines) -> None:
     """Delete every machine, then the bridge and the apt server; never raises."""
     for machine_id in [m["id"] for m in provider.list_status()]:
         with contextlib.suppress(Exception):
@@ -81,8 +80,8 @@ def _teardown(provider: LocalProvider) -> None:
 
 
 @pytest.fixture(scope="session")
-def local_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider]:
-    """A LocalProvider on a test subnet, torn down completely at session end."""
+def local_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMachines]:
+    """A LocalMachines on a test subnet, torn down completely at session end."""
     if os.geteuid() != 0 or shutil.which("systemd-nspawn") is None:
         pytest.skip("machines tests need root and systemd-nspawn")
     state = tmp_path_factory.mktemp("orbiter-state")
@@ -91,7 +90,7 @@ def local_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPr
         stack.callback(os.close, lock_fd)
         mp = stack.enter_context(pytest.MonkeyPatch.context())
         mp.setenv("ORBITER_IMAGE_CACHE", SHARED_IMAGES)
-        provider = LocalProvider(TEST_PROVIDER, TEST_SUBNET, state=state)
+        provider = LocalMachines(TEST_PROVIDER, TEST_SUBNET, state=state)
         _sweep(provider)
         done = False
 
@@ -126,7 +125,7 @@ def maintenance_key() -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def two_machines(
-    local_provider: LocalProvider, maintenance_key: tuple[str, str]
+    local_provider: LocalMachines, maintenance_key: tuple[str, str]
 ) -> list[Machine]:
     """Two machines booted in parallel, shared by the tests of a session."""
     return local_provider.create(TEST_POOL, ["orb-t1", "orb-t2"], maintenance_key[1], "test-key")

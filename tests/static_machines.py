@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.local.aptrepo import AptRepo
 from orbiter.activities.ssh import connect
 from orbiter.models.machines import Machine
 
@@ -41,7 +41,7 @@ def static_servers(
 
     Every machine, the bridge and the repo's HTTP server are gone afterwards, also on failure.
     """
-    host = LocalProvider(host_provider, subnet)
+    host = LocalMachines(host_provider, subnet)
     apt = AptRepo(host)
     try:
         # One call on a fresh provider: addresses are handed out from .2 in the order of the ids.

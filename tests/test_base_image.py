@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from orbiter.activities.providers import nspawn
+from orbiter.activities.providers.local import image
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
 BUILD = """
 import sys
 from pathlib import Path
-from orbiter.activities.providers.nspawn import ensure_image
+from orbiter.activities.providers.local.image import ensure_image
 print("built" if ensure_image(Path(sys.argv[1])) else "waited", flush=True)
 """
 
@@ -45,7 +45,7 @@ def images(tmp_path: Path):
     yield root
     # Also after a failure: no orphaned debootstrap, mount or half-built tree stays behind.
     for leftover in {p.with_suffix("") if p.suffix in (".pgid", ".log") else p for p in root.glob(".debian-12.tmp-*")}:
-        nspawn._discard_build(leftover)
+        image._discard_build(leftover)
 
 
 def test_a_crashed_build_is_redone_and_concurrent_callers_wait_for_one(images: Path):
@@ -83,4 +83,4 @@ def test_a_crashed_build_is_redone_and_concurrent_callers_wait_for_one(images: P
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(images) not in mounts
     # Built once: a later call finds it and builds nothing.
-    assert nspawn.ensure_image(images) is False
+    assert image.ensure_image(images) is False

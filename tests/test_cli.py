@@ -117,9 +117,10 @@ def test_init_creates_a_repo_with_a_loading_desired_yml(tmp_path):
     note = (target / "SECRETS.md").read_text()
     assert "orbiter secret add" in note and "masterkey" in note
     assert (target / ".git").is_dir()
-    # The new repo plans a create and nothing else.
+    # The new repo plans its cluster's bootstrap.
     plan = invoke("plan", "--repo-dir", str(target), "-o", "json")
-    assert plan.exit_code == 2 and {a["action"] for a in json.loads(plan.stdout)} == {"create"}
+    names = [s["name"] for s in json.loads(plan.stdout)["clusters"][0]["steps"]]
+    assert plan.exit_code == 2 and names == ["packages", "bootstrap 3 members", "members", "observe"]
 
 
 def test_init_refuses_an_existing_desired_yml(tmp_path):
@@ -169,6 +170,7 @@ def matching_current(nodes: int = 3, version: str = "3.4.23") -> str:
                         role="member",
                         version=version,
                         ready=True,
+                        joined=True,
                         pool="db",
                         provider="dc1",
                     )
@@ -180,36 +182,43 @@ def matching_current(nodes: int = 3, version: str = "3.4.23") -> str:
     return status.to_yaml()
 
 
+def steps(stdout: str) -> list[tuple[str, bool]]:
+    return [(s["name"], s["changes"]) for c in json.loads(stdout)["clusters"] for s in c["steps"]]
+
+
 def test_plan_exits_0_when_current_matches(tmp_path):
     (tmp_path / "desired.yml").write_text(DESIRED)
     (tmp_path / "current.yml").write_text(matching_current())
     result = run("plan", "--repo-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "nothing to do" in result.stdout
-    assert json.loads(invoke("plan", "--repo-dir", str(tmp_path), "-o", "json").stdout) == []
+    assert "nothing to change" in result.stdout
+    # The checks a no-op reconcile still makes, none of them a change.
+    assert steps(invoke("plan", "--repo-dir", str(tmp_path), "-o", "json").stdout) == [
+        ("packages", False), ("members", False), ("observe", False)]
 
 
-def test_plan_exits_2_and_lists_actions_when_something_would_change(tmp_path):
+def test_plan_exits_2_and_lists_the_steps_when_something_would_change(tmp_path):
     (tmp_path / "desired.yml").write_text(DESIRED.replace('"3.4.23"', '"3.4.24"'))
     (tmp_path / "current.yml").write_text(matching_current(nodes=1))
     result = run("plan", "--repo-dir", str(tmp_path), "-o", "json")
     assert result.returncode == 2, result.stderr
-    actions = json.loads(result.stdout)
-    assert {(a["cluster"], a["action"], a["detail"]) for a in actions} == {
-        ("meta", "scale", "members: 1 -> 3"),
-        ("meta", "upgrade", "3.4.23 -> 3.4.24"),
-    }
+    assert steps(result.stdout) == [
+        ("packages", False), ("add member m2", True), ("add member m3", True), ("roll m1", True),
+        ("members", False), ("observe", False)]
     table = run("plan", "--repo-dir", str(tmp_path))
-    assert table.returncode == 2 and "members: 1 -> 3" in table.stdout
+    assert table.returncode == 2 and "add member m3" in table.stdout and "roll m1" in table.stdout
 
 
-def test_plan_without_current_yml_creates(tmp_path):
+def test_plan_without_current_yml_bootstraps(tmp_path):
     (tmp_path / "desired.yml").write_text(DESIRED)
     result = invoke("plan", "--repo-dir", str(tmp_path), "-o", "json")
     assert result.exit_code == 2
-    assert json.loads(result.stdout) == [
-        {"cluster": "meta", "action": "create", "detail": "create etcd 3.4.23 with 3 machines"}
-    ]
+    plan = json.loads(result.stdout)["clusters"][0]
+    assert plan["steps"][1] == {
+        "step": "bootstrap", "name": "bootstrap 3 members", "changes": True, "machines": ["m1", "m2", "m3"],
+        "group": None, "version": None,
+        "description": "machines m1, m2, m3, certificates, every member started at once (state new), health gate",
+    }
 
 
 def test_plan_errors_are_one_line(tmp_path):

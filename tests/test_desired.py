@@ -9,14 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from orbiter.cli.app import app
-from orbiter.models.desired import (
-    EtcdCluster,
-    GceProvider,
-    KubernetesCluster,
-    LocalProvider,
-    StaticProvider,
-)
+from orbiter.models.kinds.etcd.spec import EtcdCluster
+from orbiter.models.kinds.kubernetes.spec import KubernetesCluster
 from orbiter.models.load import DesiredStateError, load_desired
+from orbiter.models.providers.gce import GceProvider
+from orbiter.models.providers.local import LocalProvider
+from orbiter.models.providers.static import StaticProvider
 
 ORBITER = Path(sys.executable).parent / "orbiter"
 

@@ -11,11 +11,11 @@ import yaml
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.etcd import ensure_etcd_certs, etcd_member_add, etcd_member_remove, etcd_status
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.kinds.etcd import ensure_etcd_certs, etcd_member_add, etcd_member_remove, etcd_status
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.local.aptrepo import AptRepo
 from orbiter.activities.ssh import connect
-from orbiter.models.etcd import (
+from orbiter.models.kinds.etcd.messages import (
     CONFIG_FILE,
     DATA_DIR,
     PKI_DIR,
@@ -87,7 +87,7 @@ def config(m: Machine, initial_cluster: str, state: str) -> str:
 
 
 def test_etcd_cluster_status_add_and_remove(
-    local_provider: LocalProvider, maintenance_key: tuple[str, str], tmp_path: Path
+    local_provider: LocalMachines, maintenance_key: tuple[str, str], tmp_path: Path
 ):
     private, public = maintenance_key
     suffix = uuid.uuid4().hex[:4]

@@ -11,8 +11,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from orbiter.activities.etcd import ensure_etcd_certs
-from orbiter.models.etcd import (
+from orbiter.activities.kinds.etcd import ensure_etcd_certs
+from orbiter.models.kinds.etcd.messages import (
     EnsureCertsInput,
     MemberAddress,
     ca_cert_secret,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
 from orbiter.models.current import ClusterStatus
 from orbiter.models.ids import gitops_workflow_id
 from orbiter.models.refs import RepoRef
@@ -77,7 +77,7 @@ async def push_nodes(client: Client, repo: GitRepo, wid: str, orb: str, nodes: i
     return commit
 
 
-def assert_converged(repo: GitRepo, status: ClusterStatus, machines: LocalProvider, nodes: int, tmp_path: Path):
+def assert_converged(repo: GitRepo, status: ClusterStatus, machines: LocalMachines, nodes: int, tmp_path: Path):
     """Ready members == etcd's started members == the provider's machines; the keys intact."""
     names = sorted(n.machine for n in status.nodes)
     assert len(names) == nodes and all(n.ready for n in status.nodes), status.nodes

@@ -55,7 +55,7 @@ class Traffic:
 
 async def drift_is_put_back(repo: GitRepo, node) -> None:
     key = read_secret(MASTER_KEY, repo.remote_file("secrets.yml"), "lab_maintenancekey").decode()
-    machine = Machine(id=node.machine, provider="lab", provider_kind="local", pool="etcd", ip=node.ip,
+    machine = Machine(id=node.machine, provider="lab", pool="etcd", ip=node.ip,
                       key_secret="lab_maintenancekey", host_key=node.host_key)
     with connect(machine, key) as session:
         session.run("systemctl stop etcd && systemctl daemon-reload", check=True)

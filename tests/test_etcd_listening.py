@@ -4,8 +4,8 @@ import socket
 
 from temporalio.testing import ActivityEnvironment
 
-from orbiter.activities.etcd import etcd_wait_listening
-from orbiter.models.etcd import WaitListeningInput
+from orbiter.activities.kinds.etcd import etcd_wait_listening
+from orbiter.models.kinds.etcd.messages import WaitListeningInput
 
 
 def test_wait_listening_answers_once_the_port_listens_and_gives_up_without_failing() -> None:

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from orbiter.cli.app import app
 from orbiter.models.current import ClusterStatus, NodeStatus, OrbStatus
-from orbiter.models.desired import KubernetesCluster, StaticProvider
+from orbiter.models.kinds.kubernetes.spec import KubernetesCluster
 from orbiter.models.load import load_desired
-from orbiter.models.plan import plan
+from orbiter.models.providers.static import StaticProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("**/*.yml")) + [
@@ -44,8 +44,11 @@ def test_example_plans_a_create_from_scratch(path: Path, tmp_path: Path):
     shutil.copy(path, tmp_path / "desired.yml")
     result = CliRunner().invoke(app, ["plan", "--repo-dir", str(tmp_path), "-o", "json"])
     assert result.exit_code == 2, result.output
-    actions = json.loads(result.stdout)
-    assert {a["action"] for a in actions} == {"create"}
+    plans = json.loads(result.stdout)["clusters"]
+    # A new cluster starts from its machines: a bootstrap (etcd) or a kubeadm init (kubernetes).
+    for cluster in plans:
+        names = [s["name"] for s in cluster["steps"]]
+        assert names[0] == "packages" and any(n.startswith(("bootstrap ", "init ")) for n in names), names
 
 
 def dayone_current() -> OrbStatus:
@@ -56,10 +59,10 @@ def dayone_current() -> OrbStatus:
     provider = orb.spec.providers[cluster.control_plane.provider]
     assert isinstance(provider, StaticProvider)
     nodes = []
-    refs = [("control-plane", cluster.control_plane)] + [
-        ("worker", r) for r in cluster.workers.values()
+    refs = [("control-plane", "controlPlane", cluster.control_plane)] + [
+        ("worker", group, r) for group, r in cluster.workers.items()
     ]
-    for role, ref in refs:
+    for role, group, ref in refs:
         for machine in provider.pools[ref.pool][: ref.nodes]:
             nodes.append(
                 NodeStatus(
@@ -68,6 +71,8 @@ def dayone_current() -> OrbStatus:
                     role=role,
                     version=cluster.version,
                     ready=True,
+                    joined=True,
+                    group=group,
                     pool=ref.pool,
                     provider=ref.provider,
                 )
@@ -86,26 +91,28 @@ def test_dayone_current_plans_nothing_for_dayone(tmp_path: Path):
     (tmp_path / "current.yml").write_text(dayone_current().to_yaml())
     result = CliRunner().invoke(app, ["plan", "--repo-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "nothing to do" in result.stdout
+    assert "nothing to change" in result.stdout
 
 
-def test_daytwo_plans_control_plane_scale_upgrade_and_removed_worker_group(tmp_path: Path):
+def test_daytwo_plans_the_upgrade_the_new_control_planes_and_the_removed_worker_group(tmp_path: Path):
     shutil.copy(ROOT / "examples" / "daytwo" / "desired.yml", tmp_path / "desired.yml")
     (tmp_path / "current.yml").write_text(dayone_current().to_yaml())
     result = CliRunner().invoke(app, ["plan", "--repo-dir", str(tmp_path), "-o", "json"])
     assert result.exit_code == 2, result.output
-    actions = {(a["action"], a["detail"]) for a in json.loads(result.stdout)}
-    assert actions == {
-        ("scale", "controlPlane: 1 -> 3"),
-        ("scale", "workers in pool extra: 1 -> 0 (group removed)"),
-        ("upgrade", "v1.31.1 -> v1.31.2"),
-    }
-    # The same through the pure planner, and the table for people names all three.
-    daytwo = load_desired((ROOT / "examples" / "daytwo" / "desired.yml").read_text())
-    assert len(plan(daytwo, dayone_current())) == 3
+    steps = [s for s in json.loads(result.stdout)["clusters"][0]["steps"]]
+    changes = [s["name"] for s in steps if s["changes"]]
+    assert changes == [
+        "upgrade first to v1.31.2",
+        "upgrade fourth to v1.31.2",
+        "machines second, third",
+        "node software",
+        "join control plane second",
+        "join control plane third",
+        "remove worker fifth",
+    ], [s["name"] for s in steps]
     table = CliRunner().invoke(app, ["plan", "--repo-dir", str(tmp_path)], env={"COLUMNS": "200"})
     assert table.exit_code == 2
-    for text in ("controlPlane: 1 -> 3", "v1.31.1 -> v1.31.2", "pool extra"):
+    for text in ("upgrade first to v1.31.2", "join control plane third", "remove worker fifth"):
         assert text in table.stdout
 
 

@@ -37,13 +37,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orbiter.activities.aptrepo import AptRepo
+from orbiter.activities.providers.local.aptrepo import AptRepo
 from orbiter.activities.ssh import connect, generate_ed25519
 from orbiter.models.current import ClusterStatus, OrbStatus
-from orbiter.models.desired import default_secret_names
-from orbiter.models.kinds import kubeadm_api
-from orbiter.models.kubeadm import kubeconfig_secret
+from orbiter.models.kinds.kubernetes import kubeadm_api
+from orbiter.models.kinds.kubernetes.messages import kubeconfig_secret
 from orbiter.models.machines import Machine
+from orbiter.models.providers import default_secret_names
 from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
 

@@ -6,7 +6,7 @@ plane when the holder's API server fails its health check or the holder's keepal
 
 The machines get keepalived the way orbiter installs it: prepare_packages serves the host's
 keepalived and curl debs from the provider's apt repository, network_facts finds the interface
-that carries each machine's IP, and the node agent's activities (observe_node, plan, apply_node)
+that carries each machine's IP, and the node agent's activity (converge_node: observe, plan, apply)
 converge the keepalived part of the control plane's NodeSpec as models/kinds/kubernetes.py renders
 it. There is no Kubernetes here: a small HTTPS server on :6443 stands in for the API server's
 /healthz, so "the API server fails" is "that server is stopped". Everything runs twice: with
@@ -35,26 +35,26 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from temporalio.testing import ActivityEnvironment
 
-from orbiter.activities.machines import ANY, prepare_packages
-from orbiter.activities.network import network_facts
-from orbiter.activities.node import apply_node, observe_node
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.kinds.kubernetes.network import network_facts
+from orbiter.activities.machines import prepare_packages
+from orbiter.activities.node import converge_node
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.local.packages import ANY
 from orbiter.activities.ssh import SshSession, connect, generate_ed25519
-from orbiter.agent.plan import plan
-from orbiter.models.desired import KubernetesCluster, default_secret_names
-from orbiter.models.desired import LocalProvider as LocalProviderSpec
-from orbiter.models.kinds.kubernetes import (
-    CONTROL_PLANE,
+from orbiter.models.kinds.kubernetes.network import InterfaceFact, NetworkFactsInput
+from orbiter.models.kinds.kubernetes.node import (
     KEEPALIVED_CHECK,
     KEEPALIVED_PACKAGES,
     Keepalived,
     node_spec,
     virtual_router_id,
 )
+from orbiter.models.kinds.kubernetes.spec import CONTROL_PLANE, KubernetesCluster
 from orbiter.models.machines import Machine
-from orbiter.models.network import InterfaceFact, NetworkFactsInput
-from orbiter.models.node import ApplyNodeInput, ObserveNodeInput
+from orbiter.models.node import ConvergeNodeInput
 from orbiter.models.nodespec import AptSource, Change, NodeSpec
+from orbiter.models.providers import default_secret_names
+from orbiter.models.providers.local import LocalProvider as LocalProviderSpec
 from orbiter.models.provision import PreparePackagesInput
 from orbiter.models.refs import RepoRef, SecretsRef
 from orbiter.models.secrets import seal
@@ -140,7 +140,7 @@ def self_signed_pem() -> bytes:
 
 @dataclass
 class Lab:
-    provider: LocalProvider
+    provider: LocalMachines
     machines: list[Machine]
     secrets: SecretsRef
     versions: dict[str, str]
@@ -234,7 +234,7 @@ def assert_stays(lab: Lab, holder: str, seconds: float) -> None:
 
 
 @contextlib.contextmanager
-def cleaned_up(provider: LocalProvider) -> Iterator[None]:
+def cleaned_up(provider: LocalMachines) -> Iterator[None]:
     """Machines, apt server and bridge of `provider` go on exit, failure, SIGTERM or interpreter exit."""
     done = False
 
@@ -267,11 +267,11 @@ def cleaned_up(provider: LocalProvider) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def lab(local_provider: LocalProvider) -> Iterator[Lab]:
+def lab(local_provider: LocalMachines) -> Iterator[Lab]:
     """Three booted machines, keepalived and curl served to them, their interfaces found.
 
     `local_provider` holds the machines-tests session lock and the shared base image."""
-    provider = LocalProvider(PROVIDER, SUBNET)
+    provider = LocalMachines(PROVIDER, SUBNET)
     with cleaned_up(provider), contextlib.ExitStack() as stack:
         private, public = generate_ed25519()
         key_secret = default_secret_names(PROVIDER)["maintenance"]
@@ -335,13 +335,10 @@ def keepalived_spec(lab: Lab, machine: Machine, unicast: bool) -> NodeSpec:
 def converge(lab: Lab, machine: Machine, spec: NodeSpec) -> list[Change]:
     """One node agent round (observe, plan, apply), then proof that nothing is left to do."""
     env = ActivityEnvironment()
-    seen = env.run(observe_node, ObserveNodeInput(machine=machine, spec=spec, secrets=lab.secrets))
-    changes = plan(spec, seen.observed, seen.secret_digests)
-    if changes:
-        env.run(apply_node, ApplyNodeInput(machine=machine, spec=spec, changes=changes, secrets=lab.secrets))
-    again = env.run(observe_node, ObserveNodeInput(machine=machine, spec=spec, secrets=lab.secrets))
-    assert plan(spec, again.observed, again.secret_digests) == [], f"{machine.id} not converged after one round"
-    return changes
+    first = env.run(converge_node, ConvergeNodeInput(machine=machine, spec=spec, secrets=lab.secrets))
+    again = env.run(converge_node, ConvergeNodeInput(machine=machine, spec=spec, secrets=lab.secrets))
+    assert again.changes == [], f"{machine.id} not converged after one round"
+    return first.changes
 
 
 # --- tests ---------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 import re
 
-from orbiter.activities.kubeadm import _scrub, blocking_pods, ca_cert_hash, new_token
-from orbiter.activities.machines import ANY, served_versions
-from orbiter.models.kinds.kubernetes import fill
+from orbiter.activities.kinds.kubernetes.admin import ca_cert_hash, new_token, scrub
+from orbiter.activities.kinds.kubernetes.nodes import blocking_pods
+from orbiter.activities.providers.local.packages import ANY, served_versions
+from orbiter.models.kinds.kubernetes.kubeadm_config import fill
 
 from .test_standins import payload, spki_hash
 
@@ -19,9 +20,9 @@ def test_tokens_have_kubeadms_format_and_fill_accepts_them():
 def test_messages_never_carry_a_token_or_key():
     token, key = new_token(), "ab" * 32
     text = f"kubeadm join failed: token {token} rejected; key {key}"
-    scrubbed = _scrub(text, [key])
+    scrubbed = scrub(text, [key])
     assert token not in scrubbed and key not in scrubbed and "***" in scrubbed
-    assert _scrub(f"unknown token {new_token()}", []).endswith("***")  # even one not handed in
+    assert scrub(f"unknown token {new_token()}", []).endswith("***")  # even one not handed in
 
 
 def test_ca_cert_hash_is_kubeadms_discovery_pin():

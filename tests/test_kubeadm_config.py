@@ -5,9 +5,10 @@ from typing import Any
 import pytest
 import yaml
 
-from orbiter.models.desired import KubernetesCluster
-from orbiter.models.kinds import kubeadm_api as api
-from orbiter.models.kinds import kubernetes as k
+from orbiter.models.kinds.kubernetes import kubeadm_api as api
+from orbiter.models.kinds.kubernetes import kubeadm_config as kcfg
+from orbiter.models.kinds.kubernetes import versions as kver
+from orbiter.models.kinds.kubernetes.spec import KubernetesCluster
 
 CA_HASH = "sha256:" + "0123456789abcdef" * 4
 TOKEN = "abcdef.0123456789abcdef"
@@ -36,29 +37,29 @@ def by_kind(text: str) -> dict[str, dict[str, Any]]:
 
 
 def test_api_version_follows_the_kubernetes_version() -> None:
-    assert k.kubeadm_api_version("v1.22.0") == "v1beta3"
-    assert k.kubeadm_api_version("v1.30.14") == "v1beta3"
-    assert k.kubeadm_api_version("v1.31.0") == "v1beta4"
-    assert k.kubeadm_api_version("1.33.1-1.1") == "v1beta4"
+    assert kver.kubeadm_api_version("v1.22.0") == "v1beta3"
+    assert kver.kubeadm_api_version("v1.30.14") == "v1beta3"
+    assert kver.kubeadm_api_version("v1.31.0") == "v1beta4"
+    assert kver.kubeadm_api_version("1.33.1-1.1") == "v1beta4"
     with pytest.raises(ValueError, match="too old"):
-        k.kubeadm_api_version("v1.21.14")
+        kver.kubeadm_api_version("v1.21.14")
 
 
 @pytest.mark.parametrize(("version", "expected"), VERSIONS)
 def test_init_config_matches_the_api(version: str, expected: str) -> None:
     spec = cluster(version, {"vip": "10.0.0.100"})
-    text = k.init_config(
+    text = kcfg.init_config(
         "lab",
         spec,
         "lab-cp-0",
         "10.0.0.10",
-        k.endpoint(spec, "10.0.0.10"),
+        kcfg.endpoint(spec, "10.0.0.10"),
         ["10.0.0.10", "10.0.0.11", "10.0.0.12"],
         upload_certs=True,
     )
     assert api.validate(docs(text), expected) == []
     # Filled, it is still valid: the markers sit where strings go.
-    assert api.validate(docs(k.fill(text, {"TOKEN": TOKEN, "CERT_KEY": CERT_KEY})), expected) == []
+    assert api.validate(docs(kcfg.fill(text, {"TOKEN": TOKEN, "CERT_KEY": CERT_KEY})), expected) == []
     # ...and not valid for the other version (extra args changed shape between them).
     other = "v1beta4" if expected == "v1beta3" else "v1beta3"
     assert any("unknown kind" in e for e in api.validate(docs(text), other))
@@ -94,7 +95,7 @@ def test_init_config_matches_the_api(version: str, expected: str) -> None:
 @pytest.mark.parametrize("control_plane", [False, True])
 def test_join_config_matches_the_api(version: str, expected: str, control_plane: bool) -> None:
     spec = cluster(version, {"host": "api.lab.example", "port": 8443})
-    text = k.join_config(spec, "lab-w-0", "10.0.0.20", k.endpoint(spec, "10.0.0.10"), CA_HASH, control_plane)
+    text = kcfg.join_config(spec, "lab-w-0", "10.0.0.20", kcfg.endpoint(spec, "10.0.0.10"), CA_HASH, control_plane)
     assert api.validate(docs(text), expected) == []
     join = by_kind(text)["JoinConfiguration"]
     token = join["discovery"]["bootstrapToken"]
@@ -105,15 +106,15 @@ def test_join_config_matches_the_api(version: str, expected: str, control_plane:
             "localAPIEndpoint": {"advertiseAddress": "10.0.0.20", "bindPort": 6443},
             "certificateKey": "{{CERT_KEY}}",
         }
-        assert k.markers(text) == ["CERT_KEY", "TOKEN"]
+        assert kcfg.markers(text) == ["CERT_KEY", "TOKEN"]
     else:
         assert "controlPlane" not in join
-        assert k.markers(text) == ["TOKEN"]
+        assert kcfg.markers(text) == ["TOKEN"]
 
 
 def test_single_control_plane_uses_its_own_address() -> None:
     spec = cluster("v1.31.2", nodes=1)
-    text = k.init_config("lab", spec, "lab-cp-0", "10.0.0.10", k.endpoint(spec, "10.0.0.10"))
+    text = kcfg.init_config("lab", spec, "lab-cp-0", "10.0.0.10", kcfg.endpoint(spec, "10.0.0.10"))
     cc = by_kind(text)["ClusterConfiguration"]
     assert cc["controlPlaneEndpoint"] == "10.0.0.10:6443"
     assert cc["apiServer"]["certSANs"] == ["10.0.0.10"]
@@ -124,23 +125,23 @@ def test_the_ca_hash_is_always_required() -> None:
     spec = cluster("v1.31.2", {"vip": "10.0.0.100"})
     for bad in ("", "sha256:", "md5:" + "0" * 32, "0" * 64):
         with pytest.raises(ValueError, match="always checked"):
-            k.join_config(spec, "w", "10.0.0.20", "10.0.0.100:6443", bad)
+            kcfg.join_config(spec, "w", "10.0.0.20", "10.0.0.100:6443", bad)
 
 
 def test_secrets_are_only_markers_until_filled() -> None:
     spec = cluster("v1.30.6", {"vip": "10.0.0.100"})
-    text = k.join_config(spec, "cp-1", "10.0.0.11", "10.0.0.100:6443", CA_HASH, control_plane=True)
+    text = kcfg.join_config(spec, "cp-1", "10.0.0.11", "10.0.0.100:6443", CA_HASH, control_plane=True)
     assert TOKEN not in text and CERT_KEY not in text
-    filled = k.fill(text, {"TOKEN": TOKEN, "CERT_KEY": CERT_KEY})
+    filled = kcfg.fill(text, {"TOKEN": TOKEN, "CERT_KEY": CERT_KEY})
     join = by_kind(filled)["JoinConfiguration"]
     assert join["discovery"]["bootstrapToken"]["token"] == TOKEN
     assert join["controlPlane"]["certificateKey"] == CERT_KEY
     with pytest.raises(ValueError, match="left unfilled: CERT_KEY"):
-        k.fill(text, {"TOKEN": TOKEN})
+        kcfg.fill(text, {"TOKEN": TOKEN})
     with pytest.raises(ValueError, match="expected format"):  # could otherwise break out of the YAML string
-        k.fill(text, {"TOKEN": "abcdef.0123456789abcdef'\nx: y", "CERT_KEY": CERT_KEY})
+        kcfg.fill(text, {"TOKEN": "abcdef.0123456789abcdef'\nx: y", "CERT_KEY": CERT_KEY})
     with pytest.raises(ValueError, match="unknown marker"):
-        k.fill(text, {"PASSWORD": "x"})
+        kcfg.fill(text, {"PASSWORD": "x"})
 
 
 # --- the schema itself ---------------------------------------------------------------------------

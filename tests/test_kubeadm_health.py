@@ -18,23 +18,14 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.kubeadm import (
-    _GATE_SCRIPT,
-    ETCD_HEALTH_URL,
-    _gate_parse,
-    apply_cni,
-    ca_cert_hash,
-    k8s_nodes,
-    kubeadm_init,
-    kubeadm_join,
-    kubeadm_reset,
-)
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.kinds.kubernetes.admin import ca_cert_hash
+from orbiter.activities.kinds.kubernetes.kubeadm import apply_cni, kubeadm_init, kubeadm_join, kubeadm_reset
+from orbiter.activities.kinds.kubernetes.nodes import _GATE_SCRIPT, ETCD_HEALTH_URL, _gate_parse, k8s_nodes
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.local.aptrepo import AptRepo
 from orbiter.activities.ssh import SshSession, connect
-from orbiter.models.desired import KubernetesCluster
-from orbiter.models.kinds import kubernetes as plan
-from orbiter.models.kubeadm import (
+from orbiter.models.kinds.kubernetes import kubeadm_config as kcfg
+from orbiter.models.kinds.kubernetes.messages import (
     DEFAULT_CNI,
     ApplyCniInput,
     K8sNodesInput,
@@ -43,6 +34,7 @@ from orbiter.models.kubeadm import (
     KubeadmResetInput,
     KubeTarget,
 )
+from orbiter.models.kinds.kubernetes.spec import KubernetesCluster
 from orbiter.models.machines import Machine
 from orbiter.models.refs import RepoRef, SecretsRef
 from orbiter.models.secrets import SecretBox
@@ -118,7 +110,7 @@ def act(fn, input):
 
 @dataclass
 class StandinCluster:
-    provider: LocalProvider
+    provider: LocalMachines
     private: str
     secrets: SecretsRef
     spec: KubernetesCluster
@@ -146,7 +138,7 @@ class StandinCluster:
         """Join `m` as a control plane (the activity skips a machine that has joined already)."""
         with self.session(self.cps[0]) as s:
             ca_hash = ca_cert_hash(s.run("cat /etc/kubernetes/pki/ca.crt", check=True).stdout)
-        config = plan.join_config(self.spec, m.id, m.ip, plan.endpoint(self.spec, self.cps[0].ip), ca_hash, True)
+        config = kcfg.join_config(self.spec, m.id, m.ip, kcfg.endpoint(self.spec, self.cps[0].ip), ca_hash, True)
         act(kubeadm_join, KubeadmJoinInput(target=self.target, machine=m, node=m.id, config=config, control_plane=True))
         self.joined.add(m.id)
 
@@ -158,7 +150,7 @@ class StandinCluster:
 @contextlib.contextmanager
 def gate_machines(private: str, public: str, tmp_path: Path) -> Iterator[StandinCluster]:
     """Two control-plane machines with the stand-ins, the first initialized; all gone afterwards."""
-    provider = LocalProvider(PROVIDER, SUBNET)
+    provider = LocalMachines(PROVIDER, SUBNET)
     repo = AptRepo(provider)
     suffix = uuid.uuid4().hex[:4]
     ids = [f"hg{suffix}-cp-0", f"hg{suffix}-cp-1"]
@@ -186,7 +178,7 @@ def gate_machines(private: str, public: str, tmp_path: Path) -> Iterator[Standin
         )
         cluster = StandinCluster(provider, private, secrets, spec, machines)
         first = machines[0]
-        config = plan.init_config(CLUSTER, spec, first.id, first.ip, plan.endpoint(spec, first.ip), [first.ip])
+        config = kcfg.init_config(CLUSTER, spec, first.id, first.ip, kcfg.endpoint(spec, first.ip), [first.ip])
         act(kubeadm_init, KubeadmInitInput(target=cluster.target, config=config))
         act(apply_cni, ApplyCniInput(target=cluster.target, manifest=DEFAULT_CNI["calico"]))
         cluster.joined.add(first.id)
@@ -203,7 +195,7 @@ def gate_machines(private: str, public: str, tmp_path: Path) -> Iterator[Standin
 
 @pytest.fixture(scope="module")
 def standin_cluster(
-    local_provider: LocalProvider, maintenance_key: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+    local_provider: LocalMachines, maintenance_key: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StandinCluster]:
     """`local_provider` only for the machines session lock: this module has its own provider and subnet."""
     private, public = maintenance_key

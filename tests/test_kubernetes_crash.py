@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
 from orbiter.activities.ssh import SshSession, connect
-from orbiter.models.desired import default_secret_names
+from orbiter.models.providers import default_secret_names
 from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
 
@@ -49,7 +49,7 @@ def maintenance_key(repo: GitRepo) -> str | None:
     return None
 
 
-def ssh(machines: LocalProvider, mid: str, key: str) -> SshSession | None:
+def ssh(machines: LocalMachines, mid: str, key: str) -> SshSession | None:
     """A session to a machine once it exists and answers."""
     machine = next((m for m in machines.list() if m.id == mid), None)
     if machine is None:
@@ -70,7 +70,7 @@ def sessions() -> Iterator[list[SshSession]]:
                 s.close()
 
 
-def all_invocations(machines: LocalProvider, key: str) -> dict[str, list[dict]]:
+def all_invocations(machines: LocalMachines, key: str) -> dict[str, list[dict]]:
     out = {}
     for machine in machines.list():
         with connect(machine, key) as session:

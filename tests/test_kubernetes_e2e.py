@@ -13,12 +13,12 @@ import uuid
 import pytest
 import yaml
 
-from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.local.aptrepo import AptRepo
 from orbiter.activities.ssh import connect
-from orbiter.models.desired import default_secret_names
-from orbiter.models.kinds import kubeadm_api
-from orbiter.models.kubeadm import kubeconfig_secret
+from orbiter.models.kinds.kubernetes import kubeadm_api
+from orbiter.models.kinds.kubernetes.messages import kubeconfig_secret
+from orbiter.models.providers import default_secret_names
 from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
 
@@ -81,7 +81,7 @@ def desired(
 @contextlib.contextmanager
 def k8s_machines(versions: tuple[str, ...] = (VERSION,), subnet: str = SUBNET):
     """The provider the desired.yml names, serving the stand-ins; every machine is gone afterwards."""
-    provider = LocalProvider(PROVIDER, subnet)
+    provider = LocalMachines(PROVIDER, subnet)
     repo = AptRepo(provider)
     try:
         provider.ensure_network()

@@ -43,12 +43,12 @@ import paramiko
 import pytest
 import yaml
 
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
 from orbiter.activities.ssh import AuthFailed, connect, generate_ed25519
 from orbiter.models.current import ClusterStatus, OrbStatus
-from orbiter.models.desired import default_secret_names
-from orbiter.models.kubeadm import kubeconfig_secret
+from orbiter.models.kinds.kubernetes.messages import kubeconfig_secret
 from orbiter.models.machines import Machine
+from orbiter.models.providers import default_secret_names
 from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import parse_secrets_file, read_secret
 
@@ -110,7 +110,7 @@ class Target:
         return f"https://{self.vip or self.ips[self.control_plane]}:6443"
 
     def machine(self, mid: str) -> Machine:
-        return Machine(id=mid, provider=PROVIDER, provider_kind="static",
+        return Machine(id=mid, provider=PROVIDER,
                        pool=CP_POOL if mid == self.control_plane else WORKER_POOL, ip=self.ips[mid],
                        user=self.user, key_secret=NAMES["maintenance"], host_key=self.host_keys.get(mid))
 
@@ -149,7 +149,7 @@ def given_machines(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield target
         return
     request.getfixturevalue("local_provider")  # root, systemd-nspawn and the machines session lock
-    _sweep(LocalProvider(STANDIN_HOST_PROVIDER, STANDIN_SUBNET))  # leftovers of a killed earlier run
+    _sweep(LocalMachines(STANDIN_HOST_PROVIDER, STANDIN_SUBNET))  # leftovers of a killed earlier run
     version = _version()
     private, public = generate_ed25519()
     with static_servers(STANDIN_HOST_PROVIDER, STANDIN_SUBNET, STANDIN_IPS, public, [f"{version[1:]}-1.1"]) as (

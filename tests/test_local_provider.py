@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.providers import nspawn
-from orbiter.activities.providers.local import LocalProvider, gc, list_all_local_machines
+from orbiter.activities.providers.local import LocalMachines, nspawn
+from orbiter.activities.providers.local.aptrepo import AptRepo
+from orbiter.activities.providers.local.runtime import gc, list_all_local_machines
 from orbiter.activities.ssh import Unreachable, connect
 from orbiter.models.machines import Machine
 
@@ -38,7 +38,7 @@ def test_two_machines_boot_in_parallel_and_are_distinct(
 
 
 def test_create_is_idempotent(
-    local_provider: LocalProvider, two_machines: list[Machine], maintenance_key: tuple[str, str]
+    local_provider: LocalMachines, two_machines: list[Machine], maintenance_key: tuple[str, str]
 ) -> None:
     pids = [nspawn.read_pid(local_provider.path / "machines" / m.id / "nspawn.pid")
             for m in two_machines]
@@ -69,7 +69,7 @@ def test_machine_is_a_real_systemd_host(
 
 
 def test_stopped_machine_is_started_again_with_its_disk(
-    local_provider: LocalProvider, maintenance_key: tuple[str, str]
+    local_provider: LocalMachines, maintenance_key: tuple[str, str]
 ) -> None:
     (m,) = local_provider.create("test", ["orb-restart"], maintenance_key[1], "k")
     with connect(m, maintenance_key[0]) as s:
@@ -88,7 +88,7 @@ def test_stopped_machine_is_started_again_with_its_disk(
 
 
 def test_set_link_cuts_machine_off_and_back(
-    local_provider: LocalProvider, two_machines: list[Machine], maintenance_key: tuple[str, str]
+    local_provider: LocalMachines, two_machines: list[Machine], maintenance_key: tuple[str, str]
 ) -> None:
     m = two_machines[1]
     local_provider.set_link(m.id, up=False)
@@ -103,7 +103,7 @@ def test_set_link_cuts_machine_off_and_back(
         assert s.run("hostname").stdout.strip() == m.id
 
 
-def test_list_and_list_all(local_provider: LocalProvider, two_machines: list[Machine]) -> None:
+def test_list_and_list_all(local_provider: LocalMachines, two_machines: list[Machine]) -> None:
     ids = {m.id for m in local_provider.list()}
     assert {m.id for m in two_machines} <= ids
     rows = list_all_local_machines(local_provider.state_root)
@@ -114,7 +114,7 @@ def test_list_and_list_all(local_provider: LocalProvider, two_machines: list[Mac
 
 
 def test_delete_and_gc_remove_disk_process_and_address(
-    local_provider: LocalProvider, two_machines: list[Machine], maintenance_key: tuple[str, str]
+    local_provider: LocalMachines, two_machines: list[Machine], maintenance_key: tuple[str, str]
 ) -> None:
     a, b = local_provider.create("test", ["orb-del", "orb-gc"], maintenance_key[1], "k")
     pid = nspawn.read_pid(local_provider.path / "machines" / a.id / "nspawn.pid")
@@ -142,7 +142,7 @@ def _candidate(package: str) -> str:
 
 
 def test_apt_installs_exact_version_from_served_repo(
-    local_provider: LocalProvider, two_machines: list[Machine], maintenance_key: tuple[str, str]
+    local_provider: LocalMachines, two_machines: list[Machine], maintenance_key: tuple[str, str]
 ) -> None:
     version = _candidate("etcd-server")
     repo = AptRepo(local_provider)

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from orbiter.activities import network
-from orbiter.activities.network import interface_of, network_facts, parse_addresses
+from orbiter.activities.kinds.kubernetes import network
+from orbiter.activities.kinds.kubernetes.network import interface_of, network_facts, parse_addresses
 from orbiter.activities.ssh import AuthFailed, RunResult, Unreachable
+from orbiter.models.kinds.kubernetes.network import InterfaceFact, NetworkFactsInput
 from orbiter.models.machines import Machine
-from orbiter.models.network import InterfaceFact, NetworkFactsInput
 from orbiter.models.refs import RepoRef, SecretsRef
 
 # `ip -o addr show` of a cloud machine with a VIP already on it, a container and a tunnel.
@@ -56,7 +56,7 @@ def test_interface_of_the_machine_ip() -> None:
 
 
 def machine(mid: str, ip: str) -> Machine:
-    return Machine(id=mid, provider="lab", provider_kind="static", pool="cp", ip=ip, key_secret="lab_maintenancekey")
+    return Machine(id=mid, provider="lab", pool="cp", ip=ip, key_secret="lab_maintenancekey")
 
 
 SECRETS = SecretsRef(repo=RepoRef(url="/nowhere"), commit="0" * 40)

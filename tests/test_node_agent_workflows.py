@@ -12,9 +12,9 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.machines import resolve_host_versions
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.local.aptrepo import AptRepo
+from orbiter.activities.providers.local.packages import resolve_host_versions
 from orbiter.activities.ssh import connect
 from orbiter.models.ids import TASK_QUEUE, node_workflow_id
 from orbiter.models.machines import Machine
@@ -90,7 +90,7 @@ def secrets_repo(root: Path, key_name: str, private_key: str) -> SecretsRef:
 
 
 async def test_node_agents_converge_three_machines_and_undo_drift(
-    client: Client, worker, local_provider: LocalProvider, maintenance_key: tuple[str, str], tmp_path: Path
+    client: Client, worker, local_provider: LocalMachines, maintenance_key: tuple[str, str], tmp_path: Path
 ):
     private, public = maintenance_key
     suffix = uuid.uuid4().hex[:4]

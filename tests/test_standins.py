@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from orbiter.activities.aptrepo import AptRepo
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.local.aptrepo import AptRepo
 from orbiter.activities.ssh import SshSession, connect
 
 from .standins import (
@@ -187,7 +187,7 @@ def wait_nodes(s: SshSession, pred, timeout: float = 60) -> dict[str, dict]:
 @pytest.mark.machines
 @pytest.mark.slow
 def test_standins_bootstrap_join_drain_upgrade_reset(
-    local_provider: LocalProvider, maintenance_key: tuple[str, str], tmp_path: Path
+    local_provider: LocalMachines, maintenance_key: tuple[str, str], tmp_path: Path
 ):
     private, public = maintenance_key
     suffix = uuid.uuid4().hex[:4]

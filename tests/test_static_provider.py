@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from orbiter.activities.machines import acquire_machines, release_machine, switch_to_maintenance_key
-from orbiter.activities.providers.local import LocalProvider
+from orbiter.activities.machines import acquire_machines, release_machine
+from orbiter.activities.providers.local import LocalMachines
+from orbiter.activities.providers.static import switch_to_maintenance_key
 from orbiter.activities.ssh import (
     AuthFailed,
     HostKeyChanged,
@@ -26,8 +27,9 @@ from orbiter.activities.ssh import (
     fingerprint,
     generate_ed25519,
 )
-from orbiter.models.desired import StaticProvider, default_secret_names
 from orbiter.models.machines import Machine
+from orbiter.models.providers import default_secret_names
+from orbiter.models.providers.static import StaticProvider
 from orbiter.models.provision import AcquireMachinesInput, ReleaseMachineInput
 from orbiter.models.refs import RepoRef, SecretsRef
 from orbiter.models.secrets import open_secrets, seal
@@ -58,13 +60,13 @@ def bootstrap_key() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def static_machines(local_provider: LocalProvider, bootstrap_key: tuple[str, str]) -> Iterator[dict[str, Machine]]:
+def static_machines(local_provider: LocalMachines, bootstrap_key: tuple[str, str]) -> Iterator[dict[str, Machine]]:
     """Fresh machines trusting only the bootstrap key, addressed statically; always deleted."""
     try:
         created = local_provider.create(POOL, list(IDS.values()), bootstrap_key[1], "unused")
         by_id = {m.id: m for m in created}
         yield {
-            role: Machine(id=mid, provider=PROVIDER, provider_kind="static", pool=POOL, ip=by_id[mid].ip,
+            role: Machine(id=mid, provider=PROVIDER, pool=POOL, ip=by_id[mid].ip,
                           key_secret=NAMES["maintenance"])
             for role, mid in IDS.items()
         }

@@ -12,8 +12,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from orbiter.activities.temporal_ops import SEARCH_ATTRIBUTES
-from orbiter.models.ids import TASK_QUEUE
+from orbiter.models.ids import SEARCH_ATTRIBUTES, TASK_QUEUE
 from orbiter.worker.registry import activities, workflows
 
 ACTIVITY_THREADS = 64

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from orbiter.activities.temporal_ops import SEARCH_ATTRIBUTES
+from orbiter.models.ids import SEARCH_ATTRIBUTES
 
 
 class ServerError(Exception):

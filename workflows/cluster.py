@@ -1,43 +1,58 @@
 """ClusterWorkflow: one long-running entity workflow per cluster (id cluster/<orb>/<cluster>).
 
-It holds the desired spec, the observed state and the phase, and runs the cluster kind's
-reconcile for each new commit. A step that fails beyond its retry policy puts the cluster in
-Blocked; it then waits for `retry` or a newer commit and never stops silently.
+It holds the desired spec, the observed state and the phase. For each new commit it plans the
+kind's runbook from a View of its state (the same plan `orbiter plan` prints from current.yml),
+shows the plan in current.yml and runs its steps in order. A step that fails beyond its retry
+policy puts the cluster in Blocked; it then waits for `retry` or a newer commit and never stops
+silently. The kind's runbook is found in the registry (models/kinds): nothing here names a kind.
 """
 
 import asyncio
+from datetime import timedelta
+from importlib import import_module
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from orbiter.activities.temporal_ops import PHASE_KEY
+    from orbiter.activities.machines import find_machines
     from orbiter.models.cluster import (
         ClusterInput,
         ClusterState,
         ControlInput,
         ControlResult,
         DesiredUpdate,
+        MachineCommand,
         MachineCommandInput,
     )
-    from orbiter.models.current import ClusterStatus, Phase
+    from orbiter.models.current import ClusterStatus, NodeStatus, Phase
+    from orbiter.models.errors import error_line
     from orbiter.models.gitops import ClusterReport
+    from orbiter.models.ids import PHASE_KEY
+    from orbiter.models.kinds import KINDS, PlannedStep, Refused, View
     from orbiter.models.node import NodeReport
+    from orbiter.models.provision import FindMachinesInput
 
-    from .kinds import Blocked, reconcile
+from .context import Blocked, ClusterContext
+from .runbook import Runbook
 
 RECONCILES_BEFORE_CONTINUE_AS_NEW = 100
-# workflow.patched id: reports go to the GitOps workflow from a background task, latest state only,
-# instead of each step waiting for its signal to be delivered.
-PATCH_BACKGROUND_REPORTS = "cluster-background-reports"
 
 
-def error_line(err: BaseException) -> str:
-    """The innermost cause's message: what an operator needs, without wrapper noise."""
-    while isinstance(err, (ActivityError, ChildWorkflowError)) and err.cause is not None:
-        err = err.cause
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _runbook(path: str) -> Runbook:
+    module, _, name = path.partition(":")
+    return getattr(import_module(module), name)()
+
+
+RUNBOOKS: dict[str, Runbook] = {name: _runbook(kind.runbook) for name, kind in KINDS.items()}
+
+
+def view_of(orb: str, cluster: str, state: ClusterState, desired: DesiredUpdate) -> View:
+    """What the runbook plans from: the same fields current.yml has (see `orbiter plan`)."""
+    return View(orb=orb, cluster=cluster, spec=desired.spec, applied=state.applied, nodes=state.status.nodes,
+                providers=desired.providers, commands=[str(c) for c in state.commands],
+                max_parallel=desired.max_parallel)
 
 
 @workflow.defn
@@ -46,16 +61,13 @@ class ClusterWorkflow:
     def __init__(self, input: ClusterInput) -> None:
         self.input = input
         self.state = input.state or ClusterState(status=ClusterStatus(kind="pending"))
-        self.background_reports = False
         self.report_due = False
         self.reporting = False
 
     @workflow.run
     async def run(self, input: ClusterInput) -> None:
         reconciles = 0
-        if workflow.patched(PATCH_BACKGROUND_REPORTS):
-            self.background_reports = True
-            self.reporter = asyncio.create_task(self._reporter())
+        self.reporter = asyncio.create_task(self._reporter())
         await workflow.wait_condition(lambda: self.state.desired is not None)
         while True:
             await workflow.wait_condition(self._work_pending)
@@ -71,12 +83,13 @@ class ClusterWorkflow:
             self.state.status.error = None
             await self._set_phase("Destroying" if desired.spec.destroyed else "Reconciling")
             try:
-                await reconcile(self, desired)
-            except (ActivityError, ChildWorkflowError, ApplicationError, Blocked) as err:
+                await self._reconcile(desired)
+            except (ActivityError, ChildWorkflowError, ApplicationError, Blocked, Refused) as err:
                 self.state.status.error = error_line(err)
                 self.state.status.step = None
                 await self._set_phase("Blocked")
             else:
+                self.state.applied = desired.spec
                 self.state.status.commit = desired.commit
                 self.state.status.step = None
                 await self._set_phase("Destroyed" if desired.spec.destroyed else "Ready")
@@ -92,6 +105,66 @@ class ClusterWorkflow:
                         state=self.state,
                     )
                 )
+
+    async def _reconcile(self, desired: DesiredUpdate) -> None:
+        """Plan the kind's runbook for `desired`, show the plan, run it; idempotent, so running it
+        again after a crash or a Blocked step repeats nothing already done."""
+        kind = KINDS[desired.spec.kind]
+        state = self.state
+        if state.kind is None or (state.kind.kind != kind.name and not state.kind.members):
+            state.kind = kind.state()
+        elif state.kind.kind != kind.name:
+            raise Blocked(f"cluster {self.input.cluster} is a {state.kind.kind} cluster with machines: changing its"
+                          f" kind to {kind.name} is not supported; destroy it first (destroyed: true)")
+        if not state.kind.members and not state.status.nodes:
+            await self._find_machines(desired)
+        self._sync_nodes()
+        runbook = RUNBOOKS[kind.name]
+        planned = runbook.plan(view_of(self.input.orb, self.input.cluster, state, desired))
+        self.state.status.plan = [p.name for p in planned]
+        ctx = ClusterContext(orb=self.input.orb, name=self.input.cluster, state=state, desired=desired,
+                             step=self.set_step, checkpoint=self.checkpoint, report=self.report)
+        await runbook.run(ctx, planned)
+
+    async def _find_machines(self, desired: DesiredUpdate) -> None:
+        """A workflow that starts afresh (an orb taken off again, orbiter upgraded) first asks the
+        providers for machines they already hold for this cluster: they stay its members."""
+        assert self.state.kind is not None
+        kind = KINDS[desired.spec.kind]
+        for path, ref in desired.spec.pools():
+            if not desired.providers[ref.provider].can("creates-machines"):
+                continue  # its machines are listed in desired.yml: nothing to find
+            found = await workflow.execute_activity(
+                find_machines,
+                FindMachinesInput(orb=self.input.orb, cluster=self.input.cluster, kind=kind.name,
+                                  provider_name=ref.provider, provider=desired.providers[ref.provider], pool=ref.pool),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+                summary=f"machines of {self.input.cluster} in pool {ref.pool}",
+            )
+            role, group = desired.spec.member_role(path)
+            for name in found.machine_ids:
+                self.state.kind.members.append(
+                    kind.member(name=name, provider=ref.provider, pool=ref.pool, role=role, group=group))
+
+    def _sync_nodes(self) -> None:
+        """status.nodes lists every member (also one whose step was cut short before it was
+        observed), so current.yml and the plan see the members the workflow has."""
+        members = self.state.kind.members if self.state.kind else []
+        seen = {n.machine: n for n in self.state.status.nodes}
+        nodes: list[NodeStatus] = []
+        for m in members:
+            node = seen.get(m.name)
+            if node is None:
+                machine = self.state.machines.get(m.name)
+                node = NodeStatus(machine=m.name, ip=machine.ip if machine else "", role=m.role, group=m.group,
+                                  pool=m.pool, provider=m.provider)
+            node.joined = m.joined
+            nodes.append(node)
+        self.state.status.nodes = nodes
+
+    def plan(self, desired: DesiredUpdate) -> list[PlannedStep]:
+        return RUNBOOKS[desired.spec.kind].plan(view_of(self.input.orb, self.input.cluster, self.state, desired))
 
     def _work_pending(self) -> bool:
         desired = self.state.desired
@@ -119,10 +192,8 @@ class ClusterWorkflow:
     async def report(self) -> None:
         """Send the observed state to the GitOps workflow, the only writer to the repo. In the
         background: a step goes on at once, and reports due meanwhile go as one, the latest."""
-        if self.background_reports:
-            self.report_due = True
-            return
-        await self._send_report()
+        self.state.status.commands = [str(c) for c in self.state.commands]
+        self.report_due = True
 
     async def _reporter(self) -> None:
         while True:
@@ -140,11 +211,8 @@ class ClusterWorkflow:
         handle = workflow.get_external_workflow_handle(target)
         await handle.signal(
             "report",
-            ClusterReport(
-                cluster=self.input.cluster,
-                status=self.state.status,
-                sealed_secrets=self.state.sealed_secrets,
-            ),
+            ClusterReport(cluster=self.input.cluster, status=self.state.status,
+                          sealed_secrets=self.state.sealed_secrets),
         )
 
     async def set_step(self, step: str | None) -> None:
@@ -222,19 +290,20 @@ class ClusterWorkflow:
 
     def _machine_command_refused(self, action: str, machine: str) -> str | None:
         desired = self.state.desired
-        if desired is None or desired.spec.kind != "kubernetes":
-            return f"{action} works on kubernetes clusters"
+        if desired is None or action not in KINDS[desired.spec.kind].commands:
+            takes = sorted(name for name, kind in KINDS.items() if action in kind.commands)
+            return f"{action} works on {', '.join(takes)} clusters"
         if desired.spec.destroyed:
             return "the cluster is being destroyed"
-        if machine not in {m.name for m in self.state.members}:
-            have = ", ".join(m.name for m in self.state.members) or "none"
-            return f"{machine} is not a machine of this cluster (machines: {have})"
+        members = [m.name for m in self.state.kind.members] if self.state.kind else []
+        if machine not in members:
+            return f"{machine} is not a machine of this cluster (machines: {', '.join(members) or 'none'})"
         return None
 
     def _machine_command(self, action: str, machine: str) -> ControlResult:
-        queue = self.state.replace if action == "replace" else self.state.reboot
-        if machine not in queue:
-            queue.append(machine)
+        command = MachineCommand(action=action, machine=machine)  # type: ignore[arg-type]
+        if command not in self.state.commands:
+            self.state.commands.append(command)
         self.state.retry_requested = True  # a reconcile runs even if the cluster is Ready
         message = {
             "replace": f"replacing {machine}: a new machine joins, then {machine} leaves",

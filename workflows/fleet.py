@@ -1,14 +1,13 @@
 """The machines of one cluster: acquire them, converge them through node agents, release them.
 
-Any cluster kind uses this; it never knows which provider made a machine. Node agents are child
-workflows that outlive a continue-as-new of their cluster (parent close policy ABANDON) and
-report back by signal to the cluster's workflow id.
+Any cluster kind uses this; it never knows which provider made a machine, only what the
+provider can do. Node agents are child workflows that outlive a continue-as-new of their
+cluster (parent close policy ABANDON) and report back by signal to the cluster's workflow id.
 """
 
 import asyncio
 import hashlib
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -16,10 +15,11 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from orbiter.activities.machines import acquire_machines, prepare_packages, release_machine
-    from orbiter.models.cluster import DesiredUpdate, MemberRecord
+    from orbiter.models.claims import CLAIM_FILE, claim_text
     from orbiter.models.current import NodeStatus
-    from orbiter.models.desired import Provider
     from orbiter.models.ids import node_workflow_id
+    from orbiter.models.kinds import MemberBase
+    from orbiter.models.kinds.base import Leftovers
     from orbiter.models.machines import Machine
     from orbiter.models.node import NodeAgentInput, NodeAgentUpdate
     from orbiter.models.nodespec import NodeSpec
@@ -28,14 +28,10 @@ with workflow.unsafe.imports_passed_through():
         PreparePackagesInput,
         PreparePackagesResult,
         ReleaseMachineInput,
-        remote_pins,
     )
 
-    from .blocked import Blocked
-    from .node_agent import NodeAgentWorkflow
-
-if TYPE_CHECKING:
-    from .cluster import ClusterWorkflow
+from .context import Blocked, ClusterContext
+from .node_agent import NodeAgentWorkflow
 
 # Unreachable machines and busy hosts are retried with backoff; the budget ends in Blocked.
 MACHINE_RETRY = RetryPolicy(
@@ -46,31 +42,24 @@ MACHINE_RETRY = RetryPolicy(
 )
 
 
-# workflow.patched id: remote providers' package pins are computed here, not in an activity.
-PATCH_PACKAGES_IN_WORKFLOW = "fleet-packages-in-workflow"
-
-
 def spec_digest(spec: NodeSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
 
 
 class Fleet:
-    def __init__(self, cluster: "ClusterWorkflow", desired: DesiredUpdate) -> None:
-        self.cluster = cluster
-        self.state = cluster.state
-        self.desired = desired
-
-    def provider(self, name: str) -> Provider:
-        return self.desired.providers[name]
+    def __init__(self, ctx: ClusterContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
 
     async def packages(self, provider: str, wanted: dict[str, str]) -> PreparePackagesResult:
-        """Exact apt versions for wanted upstream versions. Only a local provider serves packages (an
-        activity); other machines install from their own mirrors, pinned to `<version>*`."""
-        if self.provider(provider).kind != "local" and workflow.patched(PATCH_PACKAGES_IN_WORKFLOW):
-            return PreparePackagesResult(versions=remote_pins(wanted))
+        """Exact apt versions for wanted upstream versions. A provider that serves packages prepares
+        them (an activity); the others' machines install from their own mirrors, pinned here."""
+        spec = self.ctx.provider(provider)
+        if not spec.can("serves-packages"):
+            return PreparePackagesResult(versions=spec.package_pins(wanted))
         return await workflow.execute_activity(
             prepare_packages,
-            PreparePackagesInput(provider_name=provider, provider=self.provider(provider), packages=wanted),
+            PreparePackagesInput(provider_name=provider, provider=spec, packages=wanted),
             # The first run on a host builds the base image and downloads packages: minutes, with
             # heartbeats, so a crashed worker's attempt is retried within half a minute.
             start_to_close_timeout=timedelta(minutes=30),
@@ -85,11 +74,14 @@ class Fleet:
         result = await workflow.execute_activity(
             acquire_machines,
             AcquireMachinesInput(
+                orb=self.ctx.orb,
+                cluster=self.ctx.name,
+                kind=self.ctx.desired.spec.kind,
                 provider_name=provider,
-                provider=self.provider(provider),
+                provider=self.ctx.provider(provider),
                 pool=pool,
                 machine_ids=ids,
-                secrets=self.desired.secrets,
+                secrets=self.ctx.desired.secrets,
                 host_keys={k: v for k, v in known.items() if v},
             ),
             start_to_close_timeout=timedelta(minutes=30),
@@ -102,8 +94,11 @@ class Fleet:
         return result.machines
 
     async def converge(self, specs: dict[str, NodeSpec], parallel: int | None = None) -> None:
-        """Each machine to its spec through its node agent, at most `parallel` at once."""
-        limit = asyncio.Semaphore(parallel or self.desired.max_parallel)
+        """Each machine to its spec through its node agent, at most `parallel` at once. Every spec
+        carries the cluster's claim: the agent writes it, and stops on another orb's."""
+        limit = asyncio.Semaphore(parallel or self.ctx.desired.max_parallel)
+        claim = claim_text(self.ctx.orb, self.ctx.name, self.ctx.desired.spec.kind)
+        specs = {m: s.model_copy(update={"claim": claim}) for m, s in specs.items()}
 
         async def one(machine_id: str, spec: NodeSpec) -> None:
             async with limit:
@@ -116,27 +111,26 @@ class Fleet:
         started = machine_id in self.state.node_generations
         generation = self.state.node_generations.get(machine_id, 0) + 1
         self.state.node_generations[machine_id] = generation
-        cluster = self.cluster.input
+        agent_id = node_workflow_id(self.ctx.orb, self.ctx.name, machine_id)
         if started:
-            handle = workflow.get_external_workflow_handle(node_workflow_id(cluster.orb, cluster.cluster, machine_id))
-            await handle.signal(
+            await workflow.get_external_workflow_handle(agent_id).signal(
                 NodeAgentWorkflow.apply,
-                NodeAgentUpdate(spec=spec, generation=generation, secrets=self.desired.secrets, machine=machine),
+                NodeAgentUpdate(spec=spec, generation=generation, secrets=self.ctx.desired.secrets, machine=machine),
             )
         else:
             await workflow.start_child_workflow(
                 NodeAgentWorkflow.run,
                 NodeAgentInput(
-                    orb=cluster.orb,
-                    cluster=cluster.cluster,
+                    orb=self.ctx.orb,
+                    cluster=self.ctx.name,
                     machine=machine,
                     spec=spec,
                     generation=generation,
-                    secrets=self.desired.secrets,
-                    drift_interval_seconds=self.desired.drift_interval_seconds,
-                    parent_workflow_id=workflow.info().workflow_id,
+                    secrets=self.ctx.desired.secrets,
+                    drift_interval_seconds=self.ctx.desired.drift_interval_seconds,
+                    parent_workflow_id=self.ctx.workflow_id,
                 ),
-                id=node_workflow_id(cluster.orb, cluster.cluster, machine_id),
+                id=agent_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 static_summary=f"node agent of {machine_id}",
             )
@@ -149,14 +143,12 @@ class Fleet:
         if report.host_key and machine.host_key != report.host_key:
             self.state.machines[machine_id] = machine.model_copy(update={"host_key": report.host_key})
 
-    async def release(
-        self, member: MemberRecord, units: list[str], files: list[str], packages: list[str], data_dirs: list[str]
-    ) -> None:
-        """Stop the node agent, then delete the machine (local) or undo orbiter's work on it (static)."""
+    async def release(self, member: MemberBase, leaves: Leftovers) -> None:
+        """Stop the node agent, then release the machine through its provider (deleted, or what
+        orbiter put on it undone: the kind's leftovers and the claim)."""
         machine = self.state.machines.get(member.name)
         if member.name in self.state.node_generations:
-            cluster = self.cluster.input
-            handle = workflow.get_external_workflow_handle(node_workflow_id(cluster.orb, cluster.cluster, member.name))
+            handle = workflow.get_external_workflow_handle(node_workflow_id(self.ctx.orb, self.ctx.name, member.name))
             try:
                 await handle.signal(NodeAgentWorkflow.shutdown)
             except Exception:  # noqa: BLE001 - an agent that already ended needs no shutdown
@@ -166,13 +158,13 @@ class Fleet:
                 release_machine,
                 ReleaseMachineInput(
                     provider_name=member.provider,
-                    provider=self.provider(member.provider),
+                    provider=self.ctx.provider(member.provider),
                     machine=machine,
-                    secrets=self.desired.secrets,
-                    units=units,
-                    files=files,
-                    packages=packages,
-                    data_dirs=data_dirs,
+                    secrets=self.ctx.desired.secrets,
+                    units=list(leaves.units),
+                    files=[*leaves.files, CLAIM_FILE],
+                    packages=list(leaves.packages),
+                    data_dirs=list(leaves.data_dirs),
                 ),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=MACHINE_RETRY,
@@ -181,15 +173,17 @@ class Fleet:
         for table in (self.state.machines, self.state.node_generations, self.state.node_reports):
             table.pop(member.name, None)
 
-    def node_status(self, member: MemberRecord, role: str) -> NodeStatus:
+    def node_status(self, member: MemberBase, role: str) -> NodeStatus:
         machine = self.state.machines.get(member.name)
         report = self.state.node_reports.get(member.name)
         return NodeStatus(
             machine=member.name,
             ip=machine.ip if machine else "",
             role=role,
+            group=member.group,
             pool=member.pool,
             provider=member.provider,
+            joined=member.joined,
             hostKey=machine.host_key if machine else None,
             error=report.error if report and not report.ok else None,
             units=report.units if report else {},

@@ -18,8 +18,9 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.activities.temporal_ops import TemporalOps
     from orbiter.models.cluster import DesiredUpdate, SignalClusterInput
     from orbiter.models.current import ClusterStatus, OrbStatus
-    from orbiter.models.desired import Orb, pool_refs
+    from orbiter.models.desired import Orb, cluster_providers
     from orbiter.models.duration import parse_duration
+    from orbiter.models.errors import error_line
     from orbiter.models.gitops import (
         ClusterReport,
         GitOpsInput,
@@ -38,19 +39,12 @@ with workflow.unsafe.imports_passed_through():
 
 # Reports that arrive within this window leave in one commit.
 BATCH_WINDOW = timedelta(seconds=1)
-# workflow.patched id: ensure_provider_keys runs only when a provider is new to this repo.
-PATCH_KEYS_ONCE = "gitops-keys-once-per-provider"
 # A cluster arriving at one of these is news an operator waits for: written without the window.
 SETTLED = {"Ready", "Blocked", "Paused", "Destroyed"}
 ITERATIONS_BEFORE_CONTINUE_AS_NEW = 500
 GIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3
 )
-
-
-def _error_line(err: BaseException) -> str:
-    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
 
 
 @workflow.defn
@@ -109,7 +103,7 @@ class GitOpsWorkflow:
                 summary="poll remote",
             )
         except ActivityError as err:
-            self._set_error(f"cannot poll {self.repo.url}: {_error_line(err)}")
+            self._set_error(f"cannot poll {self.repo.url}: {error_line(err)}")
             return
         self.head = head.commit
         if head.commit == self.state.last_seen_commit:
@@ -123,7 +117,7 @@ class GitOpsWorkflow:
                 summary=f"read desired.yml at {head.commit[:8]}",
             )
         except ActivityError as err:
-            self._set_error(f"cannot read {head.commit[:12]}: {_error_line(err)}")
+            self._set_error(f"cannot read {head.commit[:12]}: {error_line(err)}")
             return
         self.state.last_seen_commit = head.commit
         self._set_error(None)
@@ -144,8 +138,8 @@ class GitOpsWorkflow:
                 self.state.dirty = True
             return
         orb = result.orb
-        keyed = set(orb.spec.providers) <= set(self.state.keyed_providers)
-        if not (keyed and workflow.patched(PATCH_KEYS_ONCE)):
+        # Keys are generated once per provider; a commit that adds none costs no activity.
+        if not set(orb.spec.providers) <= set(self.state.keyed_providers):
             keys = await workflow.execute_activity(
                 ensure_provider_keys,
                 EnsureKeysInput(
@@ -177,7 +171,7 @@ class GitOpsWorkflow:
 
     async def _signal_cluster(self, orb: Orb, name: str, commit: str) -> None:
         cluster = orb.spec.clusters[name]
-        providers = {ref.provider: orb.spec.providers[ref.provider] for _, ref in pool_refs(cluster)}
+        providers = cluster_providers(orb, cluster)
         update = DesiredUpdate(
             commit=commit,
             gitops_workflow_id=workflow.info().workflow_id,
@@ -216,7 +210,7 @@ class GitOpsWorkflow:
         except ActivityError as err:
             # Never drop a write-back: keep it pending and try again on the next round.
             self.state.dirty = True
-            self._set_error(f"cannot write back to {self.repo.url}: {_error_line(err)}")
+            self._set_error(f"cannot write back to {self.repo.url}: {error_line(err)}")
             return
         for name, value in sealed.items():
             self.state.committed_secrets[name] = value

@@ -3,9 +3,9 @@
 Each round is one converge_node activity: observe, plan (pure) and apply over one SSH session,
 with the changes in its result, so the history shows what was done. A new spec (signal `apply`)
 starts a round at once; otherwise a drift round runs every `drift_interval_seconds` and undoes
-hand edits. Every round ends with a `node_report`
-signal to the parent. Failures are reported, never fatal: the agent waits for the next spec or
-drift round. The workflow id is `node/<orb>/<cluster>/<machine>` (ids.node_workflow_id).
+hand edits. Every round ends with a `node_report` signal to the parent. Failures are reported,
+never fatal: the agent waits for the next spec or drift round. The workflow id is
+`node/<orb>/<cluster>/<machine>` (ids.node_workflow_id).
 """
 
 from datetime import timedelta
@@ -15,36 +15,20 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from orbiter.activities.node import apply_node, converge_node, observe_node
-    from orbiter.agent.plan import plan
+    from orbiter.activities.node import converge_node
+    from orbiter.models.errors import error_line
     from orbiter.models.machines import Machine
     from orbiter.models.node import (
-        ApplyNodeInput,
         ConvergeNodeInput,
         NodeAgentInput,
         NodeAgentStatus,
         NodeAgentUpdate,
         NodeReport,
-        ObserveNodeInput,
     )
     from orbiter.models.nodespec import Change, NodeObserved, NodeSpec, UnitState
-    from orbiter.models.refs import SecretsRef
 
 MAX_ROUNDS_PER_RUN = 200
-# workflow.patched id: a round is one converge_node activity (observe, plan, apply), not two.
-PATCH_ONE_ACTIVITY = "node-round-one-activity"
-NON_RETRYABLE = ["AuthFailed", "HostKeyChanged", "SecretsError", "ApplyError", "ObserveError"]
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
-
-
-def _error_text(err: BaseException) -> str:
-    """The root cause's message: an ActivityError wraps the ApplicationError raised inside."""
-    while isinstance(err, ActivityError) and err.cause is not None:
-        err = err.cause
-    return _one_line(str(err) or type(err).__name__)
+NON_RETRYABLE = ["AuthFailed", "HostKeyChanged", "SecretsError", "ApplyError", "ObserveError", "MachineClaimed"]
 
 
 @workflow.defn
@@ -161,27 +145,19 @@ class NodeAgentWorkflow:
         observed: NodeObserved | None = None
         error: str | None = None
         try:
-            if workflow.patched(PATCH_ONE_ACTIVITY):
-                converged = await workflow.execute_activity(
-                    converge_node,
-                    ConvergeNodeInput(machine=machine, spec=spec, secrets=secrets),
-                    start_to_close_timeout=timedelta(minutes=40),
-                    heartbeat_timeout=timedelta(minutes=1),
-                    retry_policy=self._retry(),
-                    summary=f"converge {machine.id}",
-                )
-                observed, changes = converged.observed, converged.changes
-                if self.machine.host_key is None and converged.host_key:
-                    self.machine = self.machine.model_copy(update={"host_key": converged.host_key})
-            else:
-                seen: list = []
-                try:
-                    await self._observe_then_apply(machine, spec, secrets, seen)
-                finally:
-                    if seen:
-                        observed, changes = seen
+            converged = await workflow.execute_activity(
+                converge_node,
+                ConvergeNodeInput(machine=machine, spec=spec, secrets=secrets),
+                start_to_close_timeout=timedelta(minutes=40),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=self._retry(),
+                summary=f"converge {machine.id}",
+            )
+            observed, changes = converged.observed, converged.changes
+            if self.machine.host_key is None and converged.host_key:
+                self.machine = self.machine.model_copy(update={"host_key": converged.host_key})
         except (ActivityError, ApplicationError) as err:
-            error = _error_text(err)
+            error = error_line(err)
             workflow.logger.warning("node %s round failed: %s", machine.id, error)
         self.rounds_done += 1
         self.busy = False
@@ -190,34 +166,6 @@ class NodeAgentWorkflow:
         if error is None:
             self.converged_generation = generation
         await self._report(spec, generation, observed, changes, error, drift)
-
-    async def _observe_then_apply(
-        self, machine: Machine, spec: NodeSpec, secrets: SecretsRef, seen: list
-    ) -> None:
-        """Rounds of histories from before PATCH_ONE_ACTIVITY: observe, plan here, apply. `seen`
-        gets (observed, changes) before the apply, so a failed apply still reports them."""
-        result = await workflow.execute_activity(
-            observe_node,
-            ObserveNodeInput(machine=machine, spec=spec, secrets=secrets),
-            start_to_close_timeout=timedelta(minutes=3),
-            retry_policy=self._retry(),
-            summary=f"observe {machine.id}",
-        )
-        observed = result.observed
-        if self.machine.host_key is None and result.host_key:
-            self.machine = self.machine.model_copy(update={"host_key": result.host_key})
-            machine = self.machine
-        changes = plan(spec, observed, result.secret_digests)
-        seen[:] = [observed, changes]
-        if changes:
-            await workflow.execute_activity(
-                apply_node,
-                ApplyNodeInput(machine=machine, spec=spec, changes=changes, secrets=secrets),
-                start_to_close_timeout=timedelta(minutes=40),
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=self._retry(),
-                summary=f"apply {len(changes)} change(s) to {machine.id}",
-            )
 
     async def _report(
         self,

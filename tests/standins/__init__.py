@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orbiter.activities.providers.nspawn import file_lock
+from orbiter.activities.providers.local.nspawn import file_lock
 
 if TYPE_CHECKING:
-    from orbiter.activities.aptrepo import AptRepo
+    from orbiter.activities.providers.local.aptrepo import AptRepo
     from orbiter.activities.ssh import SshSession
 
 PAYLOAD = Path(__file__).parent / "payload" / "standin_k8s.py"

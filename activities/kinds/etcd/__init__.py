@@ -1,0 +1,10 @@
+"""The etcd kind's activities: certificates and membership."""
+
+from collections.abc import Callable
+from typing import Any
+
+from .certs import ensure_etcd_certs
+from .members import etcd_member_add, etcd_member_remove, etcd_status, etcd_wait_listening
+
+ACTIVITIES: list[Callable[..., Any]] = [ensure_etcd_certs, etcd_status, etcd_wait_listening, etcd_member_add,
+                                         etcd_member_remove]

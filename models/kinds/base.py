@@ -1,0 +1,155 @@
+"""What every cluster kind is: its desired.yml model, its durable state, and the view its runbook
+plans from.
+
+A kind is a desired.yml model (pure data) with a typed state the ClusterWorkflow keeps for it,
+a runbook of named steps in workflows/kinds/ and activities in activities/kinds/, tied together
+by a `Kind` entry in the registry (models/kinds/__init__.py).
+"""
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import Field, StrictBool, StrictInt
+
+from orbiter.models.base import Model, Spec
+from orbiter.models.current import NodeStatus
+from orbiter.models.names import Name
+from orbiter.models.providers import ProviderSpec
+
+
+def quorum(members: int) -> int:
+    """A majority of `members` (etcd's, and the stacked etcd of Kubernetes control planes)."""
+    return members // 2 + 1
+
+
+class PoolRef(Spec):
+    provider: Name
+    pool: Name
+    nodes: Annotated[StrictInt, Field(ge=0, le=100)]
+
+
+class KindProblem(Exception):
+    """A desired.yml error of one cluster, located by its field path below the cluster."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path, self.message = path, message
+
+
+class Refused(Exception):
+    """A change the kind will not make (a downgrade, an endpoint kubeadm has fixed): the one line
+    says why and what to write instead. Raised while planning, so `orbiter plan` shows it too."""
+
+
+class KindSpec(Spec):
+    """Fields every kind has; a kind's model adds its own and `kind: Literal[...]`."""
+
+    kind: str
+    paused: StrictBool = False
+    destroyed: StrictBool = False
+
+    def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
+        """Every pool the cluster takes machines from, with the field path that names it."""
+        raise NotImplementedError
+
+    def problems(self, providers: dict[str, ProviderSpec]) -> list[KindProblem]:
+        """Errors a schema cannot see (the pool references are checked for every kind)."""
+        return []
+
+    def member_role(self, path: tuple[str, ...]) -> tuple[str, str | None]:
+        """(role, group) of a member taken from the pool at `path` (one of pools())."""
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        """"etcd 3.4.23": what `orbiter plan` says is being created."""
+        return self.kind
+
+
+class MemberBase(Model):
+    """A machine's part in a cluster, durable so a resumed reconcile knows how far it got."""
+
+    name: str  # also the machine id
+    provider: str
+    pool: str
+    role: str
+    group: str | None = None  # a kind's grouping of its members (Kubernetes: controlPlane or a worker group)
+    joined: bool = False
+    spec_digest: str | None = None  # of the NodeSpec last converged, so unchanged members are skipped
+
+
+class KindState(Model):
+    """What a kind keeps in its ClusterWorkflow beyond machines and reports; one subclass per kind."""
+
+    kind: str
+    members: list[Any] = []
+
+
+class PlannedStep(Model):
+    """One step of a runbook as planned: the name the workflow reports while it runs and
+    `orbiter plan` prints, a line on what it does, and what it acts on."""
+
+    step: str  # the Step class's id, which runs it
+    name: str
+    description: str
+    changes: bool = True  # False: bookkeeping that changes nothing when all is as desired
+    machines: list[str] = []
+    group: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    """What a runbook plans from. Built alike from a ClusterWorkflow's state and from current.yml
+    (with the desired.yml of the commit it names), so `orbiter plan` and the workflow agree."""
+
+    orb: str
+    cluster: str
+    spec: Any  # the kind's KindSpec: the desired state
+    applied: Any | None  # the spec of the last commit fully applied; None: never
+    nodes: list[NodeStatus]
+    providers: dict[str, ProviderSpec]
+    commands: list[str] = field(default_factory=list)  # operator commands waiting: "reboot w1"
+    max_parallel: int = 10
+
+    def nodes_in(self, role: str | None = None, pool: str | None = None) -> list[NodeStatus]:
+        return [n for n in self.nodes if (role is None or n.role == role) and (pool is None or n.pool == pool)]
+
+    def new_machines(self, ref: "PoolRef", used: set[str], count: int) -> list[str]:
+        """Ids of `count` machines a pool can still give (its provider names or lists them)."""
+        if count <= 0:
+            return []
+        ids = self.providers[ref.provider].machine_ids(self.orb, self.cluster, ref.pool, used, count)
+        if len(ids) < count:
+            raise Refused(f"pool {ref.pool} of provider {ref.provider} has no free machine for cluster {self.cluster}"
+                          f" (it needs {count} more): list more machines in the pool")
+        return ids
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What a member puts on a machine, undone when a machine that orbiter did not create is
+    released (the hostname stays)."""
+
+    units: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()  # orbiter holds them; release removes them
+    data_dirs: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [("units", self.units), ("files", self.files), ("packages", self.packages),
+                 ("data", self.data_dirs)]
+        return "; ".join(f"{what} {', '.join(items)}" for what, items in parts if items)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A registry entry: everything the rest of orbiter needs to find a kind's parts."""
+
+    name: str  # as desired.yml writes it
+    spec: type[KindSpec]
+    state: type[KindState]
+    member: type[MemberBase]
+    leaves: Leftovers
+    runbook: str  # "module:Class" of its Runbook in workflows/kinds/
+    activities: str  # "module:NAME" of its list of activities in activities/kinds/
+    commands: frozenset[str] = frozenset()  # machine commands it takes: replace, reboot

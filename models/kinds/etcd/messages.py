@@ -1,0 +1,107 @@
+"""Messages of the etcd activities: certificates and membership, observed with etcdctl."""
+
+from orbiter.models.base import Model
+from orbiter.models.machines import Machine
+from orbiter.models.refs import SecretsRef
+
+PKI_DIR = "/etc/etcd/pki"
+DATA_DIR = "/var/lib/etcd/default"
+CONFIG_FILE = "/etc/default/etcd"
+
+
+def ca_secret(cluster: str) -> str:
+    return f"{cluster}_etcd_ca"  # YAML: {cert, key} PEM
+
+
+def member_cert_secret(cluster: str, member: str) -> str:
+    return f"{cluster}_etcd_{member}_crt"
+
+
+def member_key_secret(cluster: str, member: str) -> str:
+    return f"{cluster}_etcd_{member}_key"
+
+
+def ca_cert_secret(cluster: str) -> str:
+    return f"{cluster}_etcd_ca_crt"
+
+
+def client_bundle_secret(cluster: str) -> str:
+    return f"{cluster}_etcd_client"  # YAML: {endpoints, ca, cert, key} for etcdctl users
+
+
+class MemberAddress(Model):
+    name: str
+    ip: str
+
+
+class EnsureCertsInput(Model):
+    cluster: str
+    members: list[MemberAddress]  # every member that needs a certificate (new and existing)
+    endpoints: list[str]  # client URLs for the user's bundle
+    secrets: SecretsRef
+
+
+class EnsureCertsResult(Model):
+    sealed_secrets: dict[str, str] = {}  # only what was created or changed
+
+
+class EtcdTarget(Model):
+    """Where etcdctl runs (over SSH on one of `via`, first that answers) and against what."""
+
+    cluster: str
+    via: list[Machine]
+    endpoints: list[str]
+    tls: bool = True
+    secrets: SecretsRef
+
+
+class EtcdMemberInfo(Model):
+    id: str  # hex member id
+    name: str  # empty while a member is added but not started
+    peer_urls: list[str] = []
+    client_urls: list[str] = []
+    started: bool = False
+    healthy: bool | None = None
+    leader: bool = False
+    db_size: int | None = None
+    version: str | None = None
+
+
+class WaitListeningInput(Model):
+    ip: str
+    port: int
+    timeout_seconds: float = 2.0
+
+
+class WaitListeningResult(Model):
+    listening: bool
+    waited_seconds: float
+
+
+class EtcdStatusInput(Model):
+    target: EtcdTarget
+    # Poll until every endpoint is healthy and the member count is `expect_members`, or time out.
+    wait_healthy: bool = False
+    expect_members: int | None = None
+    timeout_seconds: float = 120
+
+
+class EtcdStatusResult(Model):
+    members: list[EtcdMemberInfo]
+    healthy: bool
+
+
+class MemberAddInput(Model):
+    target: EtcdTarget
+    name: str
+    peer_url: str
+
+
+class MemberAddResult(Model):
+    initial_cluster: str  # "n1=https://ip:2380,..." for the new member's configuration
+
+
+class MemberRemoveInput(Model):
+    target: EtcdTarget
+    name: str
+    peer_url: str  # a member added but never started has no name yet; its peer URL finds it

@@ -1,0 +1,57 @@
+"""etcd in desired.yml, and the state its ClusterWorkflow keeps."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from orbiter.models.base import Spec
+from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef
+
+ROLE = "member"
+
+
+class EtcdMembers(PoolRef):
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, value: int) -> int:
+        if not 1 <= value <= 9:
+            raise ValueError("must be between 1 and 9")
+        return value
+
+
+class EtcdFlags(Spec):
+    """etcd settings orbiter rolls out one member at a time; unset ones keep etcd's defaults."""
+
+    heartbeat_interval: Annotated[StrictInt, Field(ge=10, le=5000)] | None = Field(None, alias="heartbeatInterval")
+    election_timeout: Annotated[StrictInt, Field(ge=50, le=50000)] | None = Field(None, alias="electionTimeout")
+    snapshot_count: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="snapshotCount")
+    quota_backend_bytes: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="quotaBackendBytes")
+    auto_compaction_retention: StrictStr | None = Field(None, alias="autoCompactionRetention")
+
+
+class EtcdCluster(KindSpec):
+    kind: Literal["etcd"]
+    version: Annotated[StrictStr, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    members: EtcdMembers
+    tls: StrictBool = True
+    flags: EtcdFlags = EtcdFlags()
+
+    def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
+        return [(("members",), self.members)]
+
+    def member_role(self, path: tuple[str, ...]) -> tuple[str, str | None]:
+        return ROLE, None
+
+    def summary(self) -> str:
+        return f"etcd {self.version}"
+
+
+class EtcdMember(MemberBase):
+    # Fixed when the member first starts (ETCD_INITIAL_*), so scaling never restarts a member.
+    initial_cluster: str | None = None
+    initial_state: Literal["new", "existing"] | None = None
+
+
+class EtcdState(KindState):
+    kind: Literal["etcd"] = "etcd"
+    members: list[EtcdMember] = []

@@ -1,0 +1,64 @@
+"""Runbooks: a kind's reconcile as a list of named steps, planned purely and run in order.
+
+A step plans from a View (pure data, built alike from a ClusterWorkflow's state and from
+current.yml) and runs from the same planned item. The ClusterWorkflow plans once per reconcile,
+puts the plan in current.yml and runs exactly those steps, reporting each by its name; `orbiter
+plan` prints the same plan offline. So what the plan says is what the workflow then does, in
+the same words (k0sctl's phases, Cluster API's decision list).
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from orbiter.models.kinds import PlannedStep, View
+
+from .context import ClusterContext
+
+R = TypeVar("R")
+
+
+class Step(ABC, Generic[R]):
+    """One kind of step: `plan` says whether and on what it runs (zero, one or several items),
+    `run` does one planned item with the kind's reconcile object."""
+
+    id: str
+
+    @abstractmethod
+    def plan(self, view: View) -> list[PlannedStep]: ...
+
+    @abstractmethod
+    async def run(self, r: R, item: PlannedStep) -> None: ...
+
+    def item(self, name: str, description: str, changes: bool = True, machines: Sequence[str] = (),
+             group: str | None = None, version: str | None = None) -> PlannedStep:
+        return PlannedStep(step=self.id, name=name, description=description, changes=changes,
+                           machines=list(machines), group=group, version=version)
+
+
+class Runbook(ABC, Generic[R]):
+    """A kind's steps, in the order they run; the destroy steps when desired.yml says destroyed."""
+
+    steps: Sequence[Step[R]]
+    destroy_steps: Sequence[Step[R]]
+
+    def plan(self, view: View) -> list[PlannedStep]:
+        steps = self.destroy_steps if view.spec.destroyed else self.steps
+        return [item for step in steps for item in step.plan(view)]
+
+    @abstractmethod
+    def start(self, ctx: ClusterContext) -> R:
+        """The reconcile object the steps of one reconcile share."""
+
+    async def run(self, ctx: ClusterContext, planned: list[PlannedStep]) -> None:
+        steps = {s.id: s for s in [*self.steps, *self.destroy_steps]}
+        r = self.start(ctx)
+        ctx.state.status.done = []
+        for item in planned:
+            await ctx.checkpoint()
+            await ctx.step(item.name)
+            await steps[item.step].run(r, item)
+            ctx.state.status.done.append(item.name)
