@@ -29,9 +29,12 @@ venv: deps
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# Machine tests of different modules run at once (each xdist worker its own subnets, state and
+# Temporal server); the slowest tests are listed at the end.
+TEST_WORKERS ?= 3
 test: venv
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 demo: venv
 	PATH=$(abspath $(VENV))/bin:$$PATH bash examples/demo.sh

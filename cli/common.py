@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-console = Console()
+console = Console(soft_wrap=True)  # a line of output stays one line, also in a narrow or piped terminal
 err_console = Console(stderr=True)
 
 

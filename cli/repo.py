@@ -1,5 +1,6 @@
 """init and plan: commands that work on a checkout, with no Temporal and no side effects."""
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from orbiter.models.current import OrbStatus
 from orbiter.models.load import DesiredStateError, load_desired
+from orbiter.models.names import NAME_PATTERN
 from orbiter.workflows.orbplan import OrbPlan, plan_orb
 
 from .common import Output, OutputOpt, RepoDirOpt, console, fail, print_json
@@ -32,17 +34,33 @@ Then commit desired.yml and secrets.yml, push, and let orbiter watch the reposit
 """
 
 
-def init(directory: Annotated[Path, typer.Argument(help="new repository directory")]) -> None:
-    """Create a repository with an example desired.yml and a note on adding secrets."""
+def orb_name(directory: Path) -> str:
+    """An orb name from a directory name: lowercase letters, digits and '-', at most 32."""
+    name = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", directory.resolve().name.lower())).strip("-")[:32].strip("-")
+    return name or "lab"
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="new repository directory")],
+    name: Annotated[str | None, typer.Option("--name", help="the orb's name [default: the directory's name]")]
+    = None,
+) -> None:
+    """Create a repository with an example desired.yml and a note on adding secrets.
+
+    The orb is named after the directory unless --name says otherwise: orb names must differ
+    between the repositories one Temporal server serves (workflow ids and machines carry them)."""
     if (directory / "desired.yml").exists():
         fail(f"{directory / 'desired.yml'} exists already: init only creates new repositories")
+    orb = name or orb_name(directory)
+    if not re.fullmatch(NAME_PATTERN, orb):
+        fail(f"--name {orb!r} is not a name: lowercase letters, digits and '-', at most 32 characters")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "desired.yml").write_text(EXAMPLE.read_text())
+    (directory / "desired.yml").write_text(EXAMPLE.read_text().replace("  name: lab\n", f"  name: {orb}\n", 1))
     (directory / "SECRETS.md").write_text(NOTE)
     if not (directory / ".git").exists():
         subprocess.run(["git", "init", "-q", "-b", "main", str(directory)], check=True)
-    console.print(f"created {directory}/desired.yml and SECRETS.md; edit, commit, push, then `orbiter takeoff`",
-                  highlight=False)
+    console.print(f"created {directory}/desired.yml (orb {orb}) and SECRETS.md; edit, commit, push, then"
+                  " `orbiter takeoff`", highlight=False)
 
 
 def _committed_desired(repo_dir: Path, commit: str) -> str | None:

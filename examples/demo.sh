@@ -91,7 +91,7 @@ wait_phase() {  # wait_phase PHASE NODES COMMIT: until cluster meta has applied 
 
 step "a repository: orbiter init, pushed to a bare remote"
 git init -q --bare -b main "$DEMO/remote.git"
-orbiter init "$DEMO/work"
+orbiter init --name lab "$DEMO/work"
 cd "$DEMO/work"
 git add -A && "${GIT[@]}" commit -qm "day one: a 3-member etcd cluster"
 git remote add origin "$DEMO/remote.git" && git push -q origin main

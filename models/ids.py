@@ -11,6 +11,7 @@ CLUSTER_WORKFLOW = "ClusterWorkflow"  # the type name, for starting one where th
 ORB_KEY = SearchAttributeKey.for_keyword("OrbiterOrb")
 CLUSTER_KEY = SearchAttributeKey.for_keyword("OrbiterCluster")
 PHASE_KEY = SearchAttributeKey.for_keyword("OrbiterPhase")
+GITOPS_MEMO = "gitops"  # a cluster workflow's memo: the GitOps workflow (repository) that manages it
 SEARCH_ATTRIBUTES = {"OrbiterOrb": "Keyword", "OrbiterCluster": "Keyword", "OrbiterPhase": "Keyword"}
 
 

@@ -11,9 +11,17 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-pytest_plugins = ["tests.machines_fixture"]
+pytest_plugins = ["tests.support.machines_fixture"]
 
 MASTER_KEY = b"test master key: correct horse battery staple"
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/machines/ boot machines: `pytest -m "not machines"` leaves them out."""
+    for item in items:
+        if (TESTS / "machines") in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.machines)
 
 
 def free_port() -> int:
@@ -165,7 +173,7 @@ def assert_no_leak(temporal_server: TemporalServer, orbiter_env: Path, caplog: p
     the session Temporal server's SQLite files or log, under ORBITER_STATE_DIR, in any commit of
     the given git repos (`git log -p --all`), in this test's captured log records, or in extra
     paths (e.g. a worker subprocess's log). Use with `caplog.set_level(logging.DEBUG)`."""
-    from .leaks import find_leaks, temporal_files
+    from .support.leaks import find_leaks, temporal_files
 
     def check(markers, repos=(), paths=()) -> None:
         state = Path(os.environ.get("ORBITER_STATE_DIR", orbiter_env / "state"))

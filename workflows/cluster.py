@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.current import ClusterStatus, NodeStatus, Phase
     from orbiter.models.errors import error_line
     from orbiter.models.gitops import ClusterReport
-    from orbiter.models.ids import PHASE_KEY
+    from orbiter.models.ids import GITOPS_MEMO, PHASE_KEY
     from orbiter.models.kinds import KINDS, PlannedStep, Refused, View
     from orbiter.models.node import NodeReport
     from orbiter.models.provision import FindMachinesInput
@@ -232,6 +232,9 @@ class ClusterWorkflow:
     # of the same name (the Web UI's "Send Signal" action).
     @workflow.signal(name="desired")
     def desired(self, update: DesiredUpdate) -> None:
+        if self.state.desired is not None and update.gitops_workflow_id != self.state.desired.gitops_workflow_id:
+            # The repository moved (signal_cluster refuses a second one that still runs).
+            workflow.upsert_memo({GITOPS_MEMO: update.gitops_workflow_id})
         self.state.desired = update
         self.state.status.kind = update.spec.kind
 

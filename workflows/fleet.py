@@ -15,7 +15,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from orbiter.activities.machines import acquire_machines, prepare_packages, release_machine
-    from orbiter.models.claims import CLAIM_FILE, claim_text
+    from orbiter.models.claims import claim_text
     from orbiter.models.current import NodeStatus
     from orbiter.models.ids import node_workflow_id
     from orbiter.models.kinds import MemberBase
@@ -145,7 +145,7 @@ class Fleet:
 
     async def release(self, member: MemberBase, leaves: Leftovers) -> None:
         """Stop the node agent, then release the machine through its provider (deleted, or what
-        orbiter put on it undone: the kind's leftovers and the claim)."""
+        orbiter put on it undone: the kind's leftovers, and the provider's claim)."""
         machine = self.state.machines.get(member.name)
         if member.name in self.state.node_generations:
             handle = workflow.get_external_workflow_handle(node_workflow_id(self.ctx.orb, self.ctx.name, member.name))
@@ -162,7 +162,7 @@ class Fleet:
                     machine=machine,
                     secrets=self.ctx.desired.secrets,
                     units=list(leaves.units),
-                    files=[*leaves.files, CLAIM_FILE],
+                    files=list(leaves.files),
                     packages=list(leaves.packages),
                     data_dirs=list(leaves.data_dirs),
                 ),

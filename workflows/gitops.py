@@ -181,14 +181,19 @@ class GitOpsWorkflow:
             drift_interval_seconds=parse_duration(orb.spec.drift_interval).total_seconds(),
             max_parallel=orb.spec.max_parallel,
         )
-        await workflow.execute_activity(
-            TemporalOps.signal_cluster,
-            SignalClusterInput(
-                orb=orb.metadata.name, cluster=name, gitops_workflow_id=workflow.info().workflow_id, update=update
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            summary=f"signal {cluster_workflow_id(orb.metadata.name, name)}",
-        )
+        try:
+            await workflow.execute_activity(
+                TemporalOps.signal_cluster,
+                SignalClusterInput(
+                    orb=orb.metadata.name, cluster=name, gitops_workflow_id=workflow.info().workflow_id, update=update
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                summary=f"signal {cluster_workflow_id(orb.metadata.name, name)}",
+            )
+        except ActivityError as err:
+            # Refused (another repository manages this orb): the cluster shows why, nothing else stops.
+            status = self.state.status.clusters[name]
+            status.phase, status.error = "Blocked", error_line(err)
 
     async def _write_back(self) -> None:
         message = "orbiter: observed state"

@@ -166,7 +166,7 @@ class StaticRuntime(ProviderRuntime):
         maintenance_blob = resolve_secret(input.secrets, spec.maintenance_pub_secret(self.name)).decode().split()[1]
         script = ["set +e"]
         script += [f"systemctl disable --now {shlex.quote(unit)} 2>/dev/null" for unit in input.units]
-        script += [f"rm -rf {shlex.quote(path)}" for path in input.files + input.data_dirs]
+        script += [f"rm -rf {shlex.quote(path)}" for path in [*input.files, *input.data_dirs, CLAIM_FILE]]
         if input.packages:
             # orbiter held them: apt refuses to remove held packages unless told.
             names = " ".join(shlex.quote(p) for p in input.packages)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from orbiter.models.machines import Machine
 
 from . import image, nspawn
 from .aptrepo import AptRepo
+from .network import LocalNetwork, write_json
 from .nspawn import NspawnError, file_lock, sh
 from .paths import images_dir, state_dir
 
@@ -69,20 +69,11 @@ class LocalMachines:
         state: Path | None = None,
     ) -> None:
         self.name = name
-        try:
-            self.network = ipaddress.IPv4Network(subnet)
-        except ValueError as exc:
-            raise LocalProviderError(f"local provider {name}: bad subnet {subnet!r}") from exc
-        if self.network.num_addresses < 4:
-            raise LocalProviderError(f"local provider {name}: subnet {subnet} is too small")
-        self.subnet = str(self.network)
         self.image = image
         self.state_root = state or state_dir()
         self.path = self.state_root / "local" / name
-        # Bridge names are limited to 15 chars; hash name and subnet so that a test provider
-        # and a real one never share a bridge.
-        self.bridge = "orb-" + _short_hash(f"{name}|{self.subnet}", 8)
-        self.host_ip = str(next(self.network.hosts()))
+        self.net = LocalNetwork(name, subnet, self.path)
+        self.subnet, self.bridge, self.host_ip = self.net.subnet, self.net.bridge, self.net.host_ip
         self.gateway = self.host_ip
 
     # -- paths and bookkeeping -------------------------------------------------------------
@@ -107,36 +98,25 @@ class LocalMachines:
         return file_lock(self.path / "lock")
 
     def nspawn_name(self, machine_id: str) -> str:
-        """Name given to nspawn -M: short so the host veth "vb-<name>" stays unique."""
-        return "o" + _short_hash(f"{self.name}/{machine_id}", 10)
+        """Name given to nspawn -M, short so the host veth "vb-<name>" stays unique on the host:
+        hashed from the bridge (provider and subnet) and the id. A machine records its own; one
+        from before that (0.1) keeps the name it runs under, hashed from provider and id."""
+        meta = self._meta(machine_id)
+        if meta is not None and meta.get("nspawn"):
+            return meta["nspawn"]
+        if meta is not None:
+            return "o" + _short_hash(f"{self.name}/{machine_id}", 10)
+        return self._new_nspawn_name(machine_id)
+
+    def _new_nspawn_name(self, machine_id: str) -> str:
+        return "o" + _short_hash(f"{self.bridge}/{machine_id}", 10)
 
     def veth(self, machine_id: str) -> str:
         """Host side of the machine's veth pair."""
         return ("vb-" + self.nspawn_name(machine_id))[:15]
 
-    def _read_ipam(self) -> dict[str, str]:
-        try:
-            return json.loads((self.path / "ipam.json").read_text())
-        except FileNotFoundError:
-            return {}
-
     def _write_json(self, path: Path, data: Any) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-
-    def _allocate_ip(self, machine_id: str) -> str:
-        """Stable, unique address for a machine; caller holds the provider lock."""
-        ipam = self._read_ipam()
-        if machine_id in ipam:
-            return ipam[machine_id]
-        used = set(ipam.values()) | {self.host_ip}
-        for host in self.network.hosts():
-            if str(host) not in used:
-                ipam[machine_id] = str(host)
-                self._write_json(self.path / "ipam.json", ipam)
-                return str(host)
-        raise LocalProviderError(f"local provider {self.name}: subnet {self.subnet} is full")
+        write_json(path, data)
 
     def _meta(self, machine_id: str) -> dict[str, Any] | None:
         try:
@@ -158,53 +138,18 @@ class LocalMachines:
         pid = nspawn.read_pid(self._machine_dir(machine_id) / "nspawn.pid")
         return pid is not None and nspawn.pid_alive(pid, self.nspawn_name(machine_id))
 
-    # -- network ----------------------------------------------------------------------------
-
     def ensure_network(self) -> None:
-        """Create the bridge with the host address .1 (idempotent)."""
+        """The bridge with the host address .1 (idempotent)."""
         _require_root()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._write_json(
-            self.path / "provider.json",
-            {"name": self.name, "subnet": self.subnet, "image": self.image},
-        )
-        cidr = f"{self.host_ip}/{self.network.prefixlen}"
-        try:
-            self._check_subnet_free()
-            if sh("ip", "link", "show", self.bridge, check=False).returncode != 0:
-                sh("ip", "link", "add", self.bridge, "type", "bridge")
-            addrs = sh("ip", "-o", "-4", "addr", "show", "dev", self.bridge).stdout
-            if f" {cidr} " not in addrs:
-                sh("ip", "addr", "replace", cidr, "dev", self.bridge)
-            sh("ip", "link", "set", self.bridge, "up")
-        except NspawnError as exc:
-            raise LocalProviderError(f"local provider {self.name}: network: {exc}") from exc
-
-    def _check_subnet_free(self) -> None:
-        """Refuse a subnet another interface already uses: routes would silently clash."""
-        out = sh("ip", "-o", "-4", "addr", "show").stdout
-        for line in out.splitlines():
-            parts = line.split()
-            dev, addr = parts[1], parts[3]
-            if dev == self.bridge:
-                continue
-            if ipaddress.IPv4Interface(addr).network.overlaps(self.network):
-                raise LocalProviderError(
-                    f"local provider {self.name}: subnet {self.subnet} overlaps {addr} on "
-                    f"{dev}; give this provider its own subnet"
-                )
+        self.net.ensure(self.image)
 
     def destroy_network(self) -> None:
         """Remove the bridge and stop the apt repo server, once no machine is left."""
-        left = self._ids()
-        if left:
+        if left := self._ids():
             raise LocalProviderError(
-                f"local provider {self.name}: cannot remove the network, machines left: "
-                + ", ".join(sorted(left))
-            )
+                f"local provider {self.name}: cannot remove the network, machines left: " + ", ".join(sorted(left)))
         AptRepo(self).stop()
-        if sh("ip", "link", "show", self.bridge, check=False).returncode == 0:
-            sh("ip", "link", "del", self.bridge)
+        self.net.destroy()
 
     def set_link(self, machine_id: str, up: bool) -> None:
         """Fault tests: take the host side of the machine's veth down (or back up)."""
@@ -250,9 +195,10 @@ class LocalMachines:
                     meta = {
                         "id": mid,
                         "pool": pool,
-                        "ip": self._allocate_ip(mid),
+                        "ip": self.net.allocate(mid),
                         "key_secret": key_secret,
                         "machine_id": uuid.uuid4().hex,
+                        "nspawn": self._new_nspawn_name(mid),
                         **({"orb": claim.orb, "cluster": claim.cluster} if claim else {}),
                     }
                     mdir = self._machine_dir(mid)
@@ -302,7 +248,7 @@ class LocalMachines:
         pid = nspawn.spawn_detached(args, mdir / "nspawn.log", mdir / "nspawn.pid")
         try:
             init = nspawn.container_init_pid(pid)
-            cidr = f"{meta['ip']}/{self.network.prefixlen}"
+            cidr = f"{meta['ip']}/{self.net.network.prefixlen}"
             nspawn.configure_host0(init, cidr, self.gateway)
             nspawn.wait_ssh(meta["ip"], timeout=BOOT_TIMEOUT)
         except NspawnError as exc:
@@ -392,6 +338,4 @@ class LocalMachines:
             )
         with self._lock():
             shutil.rmtree(self._machine_dir(machine_id), ignore_errors=True)
-            ipam = self._read_ipam()
-            if ipam.pop(machine_id, None) is not None:
-                self._write_json(self.path / "ipam.json", ipam)
+            self.net.release(machine_id)
