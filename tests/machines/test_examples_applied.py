@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from orbiter.activities.providers.local.aptrepo import AptRepo
-from orbiter.activities.ssh import connect, generate_ed25519
+from orbiter.activities.ssh import AuthFailed, connect, generate_ed25519
 from orbiter.models.current import ClusterStatus, OrbStatus
 from orbiter.models.kinds.kubernetes import kubeadm_api
 from orbiter.models.kinds.kubernetes.messages import kubeconfig_secret
@@ -150,10 +150,13 @@ async def stop_orb(client, orb: str, gitops_id: str | None) -> None:
             await client.get_workflow_handle(wid).terminate("test over")
 
 
-def invocations(machines: dict[str, Machine], key: str) -> dict[str, list[dict]]:
+def invocations(machines: dict[str, Machine], key: str,
+                released: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """The stand-ins' invocations on each machine; `released` machines (handed back to their
+    bootstrap key) are opened with that key."""
     out = {}
     for mid, machine in machines.items():
-        with connect(machine, key) as s:
+        with connect(machine, (released or {}).get(mid, key)) as s:
             out[mid] = read_invocations(s)
     return out
 
@@ -246,7 +249,7 @@ async def test_readme_day_one_then_day_two(client, worker, repo: GitRepo, local_
             assert status.endpoints == [ENDPOINT]
             assert "fifth" not in {n.machine for n in status.nodes}
 
-            calls = invocations(machines, key)
+            calls = invocations(machines, key, released={"fifth": bootstrap_private})
             # kubeadm init ran once in the cluster's life, on first.
             assert {mid: len(kubeadm(cs, "init")) for mid, cs in calls.items()} == {
                 "first": 1, "second": 0, "third": 0, "fourth": 0, "fifth": 0
@@ -295,7 +298,9 @@ async def test_readme_day_one_then_day_two(client, worker, repo: GitRepo, local_
             problems = []
             # fifth is released, not deleted (it is the user's server): kubelet stopped, orbiter's
             # Kubernetes files gone, the packages orbiter installed (and held) removed.
-            with connect(machines["fifth"], key) as s:
+            with pytest.raises(AuthFailed):  # handed back as it came: orbiter's key no longer opens it
+                connect(machines["fifth"], key)
+            with connect(machines["fifth"], bootstrap_private) as s:
                 assert s.run("systemctl is-active kubelet").stdout.strip() in ("inactive", "unknown")
                 assert s.run("ls /etc/kubernetes 2>&1; true").stdout.strip().endswith("No such file or directory")
                 left = s.run("dpkg-query -W -f='${Package} ${Status}\\n' kubeadm kubelet kubectl containerd"
