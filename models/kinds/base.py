@@ -111,9 +111,6 @@ class View:
     commands: list[str] = field(default_factory=list)  # operator commands waiting: "reboot w1"
     max_parallel: int = 10
 
-    def nodes_in(self, role: str | None = None, pool: str | None = None) -> list[NodeStatus]:
-        return [n for n in self.nodes if (role is None or n.role == role) and (pool is None or n.pool == pool)]
-
     def new_machines(self, ref: "PoolRef", used: set[str], count: int) -> list[str]:
         """Ids of `count` machines a pool can still give (its provider names or lists them)."""
         if count <= 0:
@@ -134,11 +131,6 @@ class Leftovers:
     files: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()  # orbiter holds them; release removes them
     data_dirs: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        parts = [("units", self.units), ("files", self.files), ("packages", self.packages),
-                 ("data", self.data_dirs)]
-        return "; ".join(f"{what} {', '.join(items)}" for what, items in parts if items)
 
 
 @dataclass(frozen=True)

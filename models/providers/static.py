@@ -1,22 +1,13 @@
 """The static provider in desired.yml: machines that exist already, listed by pool, reached over SSH."""
 
-import ipaddress
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StrictStr, field_validator
 
 from orbiter.models.base import Spec
-from orbiter.models.names import Name
+from orbiter.models.names import Name, ipv4
 
 from .base import Capability, ProviderProblem, ProviderSpec, default_secret_names
-
-
-def _ipv4(value: str) -> str:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
-    return value
 
 
 class StaticMachine(Spec):
@@ -24,7 +15,7 @@ class StaticMachine(Spec):
     ip: StrictStr
     hostname: StrictStr | None = None
 
-    _ip = field_validator("ip")(_ipv4)
+    _ip = field_validator("ip")(ipv4)
 
 
 class StaticProvider(ProviderSpec):

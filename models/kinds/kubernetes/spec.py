@@ -8,21 +8,13 @@ from pydantic import Field, StrictInt, StrictStr, field_validator, model_validat
 from orbiter.models.base import Spec
 from orbiter.models.duration import Duration
 from orbiter.models.kinds.base import KindProblem, KindSpec, KindState, MemberBase, PoolRef
-from orbiter.models.names import Name
+from orbiter.models.names import Name, ipv4
 from orbiter.models.providers import ProviderSpec
 
 Role = Literal["control-plane", "worker"]
 CONTROL_PLANE: Role = "control-plane"
 WORKER: Role = "worker"
 CONTROL_PLANE_GROUP = "controlPlane"
-
-
-def _ipv4(value: str) -> str:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
-    return value
 
 
 class ControlPlaneRef(PoolRef):
@@ -66,7 +58,7 @@ class ControlPlaneEndpoint(Spec):
             raise ValueError(
                 "give either vip (keepalived on the control planes) or host (a load balancer)")
         if self.vip is not None:
-            _ipv4(self.vip)
+            ipv4(self.vip)
         return self
 
 
