@@ -3,7 +3,7 @@ a control-plane join and during a worker's drain, then a new worker started.
 
 The worker runs as a subprocess (tests/flows.WorkerProcess) against the session's Temporal server,
 as in tests/test_etcd_crash.py. The stand-ins hold the operation open at a known point (the hold
-hook of a join, the stuck-pods hook of a drain; see tests/standins/payload/standin_k8s.py), the
+hook of a join, the stuck-pods hook of a drain; see tests/standins/payload/standin/), the
 test waits until the machine reports it is there, and kills the worker. What the stand-ins
 recorded is then asserted: one kubeadm init, every join that succeeded exactly once and none after
 it, every node's kubeadm upgrade, and no node left cordoned (current.yml and the stand-in API).
@@ -37,7 +37,7 @@ SUBNET = subnet(84)  # the kubernetes e2e tests use 10.81, the etcd ones 10.80
 # An external load balancer in front of the control planes, played by the first control plane's
 # address (the machine created first on a fresh provider gets the subnet's .2).
 LB = host(SUBNET, 2)
-HOLD = "/etc/standin/hold.json"  # the stand-in's hold hook (payload/standin_k8s.py)
+HOLD = "/etc/standin/hold.json"  # the stand-in's hold hook (payload/standin/)
 HOLDS = "/var/log/standin/holds.jsonl"
 HOLD_SECONDS = 30
 

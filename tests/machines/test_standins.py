@@ -5,9 +5,11 @@ import importlib.util
 import json
 import re
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -31,12 +33,23 @@ from ..standins import (
 CNI = "https://raw.githubusercontent.com/projectcalico/calico/v3.28.2/manifests/calico.yaml"
 
 
-def payload():
-    spec = importlib.util.spec_from_file_location("standin_k8s", PAYLOAD)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.VERSION = "1.31.2"
-    return mod
+def payload() -> SimpleNamespace:
+    """The stand-in package's modules as one namespace, each with VERSION 1.31.2 (as kubeadm 1.31.2 runs)."""
+    package = "_orbiter_standin_payload"  # imported under its own name, not as a top-level `standin`
+    if package not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            package, PAYLOAD / "__init__.py", submodule_search_locations=[str(PAYLOAD)]
+        )
+        sys.modules[package] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[package])
+    names: dict[str, object] = {}
+    for path in sorted(PAYLOAD.glob("*.py")):
+        if path.stem != "__init__":
+            mod = importlib.import_module(f"{package}.{path.stem}")
+            if hasattr(mod, "VERSION"):
+                mod.VERSION = "1.31.2"
+            names.update((k, v) for k, v in vars(mod).items() if not k.startswith("__"))
+    return SimpleNamespace(**names)
 
 
 def spki_hash(pem: str) -> str:
@@ -61,6 +74,8 @@ def test_build_debs_named_versions_described_as_standins(tmp_path: Path):
         ["dpkg-deb", "-c", str(tmp_path / "kubelet_1.29.10-1.1_all.deb")], capture_output=True, text=True
     ).stdout
     assert "./usr/bin/kubelet" in listing and "./lib/systemd/system/kubelet.service" in listing
+    # Each package carries its own copy of the stand-in package, so the three never share a file.
+    assert "./usr/lib/orbiter-standin/kubelet/standin/main.py" in listing
     script = subprocess.run(
         ["dpkg-deb", "--fsys-tarfile", str(tmp_path / "kubeadm_1.29.10-1.1_all.deb")], capture_output=True
     ).stdout

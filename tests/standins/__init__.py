@@ -2,10 +2,11 @@
 
 Real Kubernetes packages cannot be installed on the test machines, so the tests build Debian
 packages named ``kubeadm``, ``kubelet`` and ``kubectl`` at real upstream version strings
-(``1.30.6-1.1``) whose programs are one Python script (``payload/standin_k8s.py``). They record
-every invocation on the machine and answer the commands orbiter uses the way the real tools do,
-keeping cluster state in a small stand-in API served by the first control plane. The product
-code knows nothing of them; see ``payload/standin_k8s.py`` for the supported commands.
+(``1.30.6-1.1``) whose programs are one Python package (``payload/standin/``, a module per tool),
+each package carrying its own copy of it and small launchers. They record every invocation on the
+machine and answer the commands orbiter uses the way the real tools do, keeping cluster state in a
+small stand-in API served by the first control plane. The product code knows nothing of them; see
+``payload/standin/__init__.py`` for the layout and the supported commands.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from orbiter.activities.providers.local.aptrepo import AptRepo
     from orbiter.activities.ssh import SshSession
 
-PAYLOAD = Path(__file__).parent / "payload" / "standin_k8s.py"
+PAYLOAD = Path(__file__).parent / "payload" / "standin"  # the package the programs run
+LIB = "/usr/lib/orbiter-standin"  # each package's copy of PAYLOAD: LIB/<package>/standin/
+VERSION_LINE = 'VERSION = "@VERSION@"'  # in PAYLOAD/common.py; the builder writes each version there
 PACKAGES = ("kubeadm", "kubelet", "kubectl")
 STANDIN = "orbiter test stand-in, not Kubernetes"
 INVOCATIONS = "/var/log/standin/invocations.jsonl"
@@ -86,6 +89,20 @@ fi
 exit 0
 """
 
+# /usr/bin/<tool> and standin-apiserver. No bytecode is written: every version's modules carry the
+# same fixed mtime (EPOCH), so a cached .pyc could outlive an upgrade of a module of the same size.
+LAUNCHER = """#!/usr/bin/python3
+\"\"\"{standin}: {tool}, a launcher for the stand-in package in {lib}/standin.\"\"\"
+
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, "{lib}")
+from standin.main import main  # noqa: E402
+
+sys.exit(main())
+"""
+
 KUBEADM_POSTINST = """#!/bin/sh
 set -e
 if [ "$1" = configure ] && command -v systemctl >/dev/null; then
@@ -100,13 +117,29 @@ def _upstream(version: str) -> str:
     return version.split("-", 1)[0].lstrip("v")
 
 
-def _files(package: str, script: str) -> dict[str, tuple[str, int]]:
-    """Path in the package -> (content, mode)."""
-    files = {f"usr/bin/{package}": (script, 0o755)}
+def _launcher(package: str, tool: str) -> str:
+    return LAUNCHER.format(standin=STANDIN, tool=tool, lib=f"{LIB}/{package}")
+
+
+def _payload(version: str) -> dict[str, str]:
+    """Module file name -> source of the stand-in package, with VERSION set to ``version``'s upstream."""
+    modules = {path.name: path.read_text() for path in sorted(PAYLOAD.glob("*.py"))}
+    if modules["common.py"].count(VERSION_LINE) != 1:
+        raise RuntimeError(f"{PAYLOAD}/common.py must define {VERSION_LINE} once")
+    modules["common.py"] = modules["common.py"].replace(VERSION_LINE, f'VERSION = "{_upstream(version)}"')
+    return modules
+
+
+def _files(package: str, modules: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """Path in the package -> (content, mode): the launcher, its own copy of the stand-in package, and more."""
+    files = {f"usr/bin/{package}": (_launcher(package, package), 0o755)}
+    lib = LIB.lstrip("/")
+    for module, source in modules.items():
+        files[f"{lib}/{package}/standin/{module}"] = (source, 0o644)
     doc = f"usr/share/doc/{package}/README.standin"
     files[doc] = (f"{package}: {STANDIN}. Built by orbiter's tests (tests/standins).\n", 0o644)
     if package == "kubeadm":
-        files["usr/lib/orbiter-standin/standin-apiserver"] = (script, 0o755)
+        files[f"{lib}/standin-apiserver"] = (_launcher(package, "standin-apiserver"), 0o755)
         files["lib/systemd/system/standin-apiserver.service"] = (APISERVER_UNIT, 0o644)
         files["DEBIAN/postinst"] = (KUBEADM_POSTINST, 0o755)
     if package == "kubelet":
@@ -136,15 +169,14 @@ def build_debs(out_dir: Path | str, versions: list[str]) -> list[Path]:
     """Build kubeadm, kubelet and kubectl stand-in .debs for each version (``1.30.6-1.1``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    source = PAYLOAD.read_text()
     built = []
     for version in versions:
-        script = source.replace('VERSION = "@VERSION@"', f'VERSION = "{_upstream(version)}"', 1)
+        modules = _payload(version)
         for package in PACKAGES:
             deb = out / f"{package}_{version}_all.deb"
             with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
                 root = Path(tmp) / "root"
-                files = _files(package, script)
+                files = _files(package, modules)
                 files["DEBIAN/control"] = (_control(package, version), 0o644)
                 for rel, (content, mode) in files.items():
                     path = root / rel

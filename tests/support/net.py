@@ -4,7 +4,7 @@ modules run at the same time without sharing a bridge, an address or an apt repo
 import ipaddress
 import os
 
-WORKER_STRIDE = 50  # second octets between workers: 10.80 on gw0, 10.130 on gw1, 10.180 on gw2
+WORKER_STRIDE = 30  # second octets between workers: 10.80 on gw0, 10.110 on gw1, ... up to gw5
 
 
 def worker_index() -> int:
