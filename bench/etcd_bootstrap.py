@@ -772,15 +772,15 @@ def _merge_spans(spans: list[Span], origin: float) -> list[dict]:
 def restore_root_key(lab: Lab, n: int, maintenance: str | None) -> None:
     """Untimed, after an orbiter run: orbiter's first contact replaced the harness key in root's
     authorized_keys by its maintenance key; put back exactly the harness key (as the provider
-    wrote it), unhold the packages orbiter held and remove its TLS files, so every tool starts
-    from the same fresh machine. Logs in with the maintenance key, or the harness key if orbiter
-    never got that far."""
+    wrote it), unhold the packages orbiter held and remove its TLS files and its claim (the next
+    run is another orb), so every tool starts from the same fresh machine. Logs in with the
+    maintenance key, or the harness key if orbiter never got that far."""
     from orbiter.activities.ssh import AuthFailed, connect
 
     script = (
         "set -e; umask 077; mkdir -p /root/.ssh; "
         f"printf '%s\\n' {shlex.quote(lab.public_key.strip())} > /root/.ssh/authorized_keys; "
-        f"apt-mark unhold {' '.join(ETCD_PACKAGES)} >/dev/null; rm -rf /etc/etcd/pki"
+        f"apt-mark unhold {' '.join(ETCD_PACKAGES)} >/dev/null; rm -rf /etc/etcd/pki /etc/orbiter/claim"
     )
 
     def one(machine) -> None:  # noqa: ANN001 - orbiter Machine
