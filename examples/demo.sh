@@ -139,7 +139,7 @@ orbiter status meta -o json | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["clusters"][0]
 assert c["phase"] == "Ready" and len(c["nodes"]) == 5, c' || fail "cluster meta did not stay Ready with 5 members"
-git pull -q --rebase origin main && git log --format='%h %an: %s' -8
+git pull -q --rebase origin main && git log --format='%h %s  (%an)' -8
 
 cat <<TXT
 
