@@ -187,6 +187,11 @@ class Api:
         return self._client(compute_v1.GlobalOperationsClient)
 
     # -- changes ------------------------------------------------------------------------------
+    @staticmethod
+    def unary(method: Callable[..., compute_v1.Operation], request: Any = None, **fields: Any) -> compute_v1.Operation:
+        """A `*_unary` call with its fields as a request (requestId is no flattened argument)."""
+        return method(request=request if request is not None else fields)
+
     def change(self, what: str, call: Callable[[], compute_v1.Operation], progress: Callable[[str], None],
                missing_ok: bool = False, exists_ok: bool = False) -> compute_v1.Operation | None:
         """Send a change (its request carries a requestId) and wait until GCE has done it.

@@ -44,10 +44,10 @@ def ensure(api: Api, orb: str, cluster: str, ports: list[PortRule], progress: Ca
         have = api.get(what, lambda r=rule: api.firewalls.get(project=api.project, firewall=r.name))
         if have is None:
             rid = request_id("insert-firewall", rule.name, attempt_key())
-            api.change(what, lambda r=rule, i=rid: api.firewalls.insert_unary(
+            api.change(what, lambda r=rule, i=rid: api.unary(api.firewalls.insert_unary, 
                 project=api.project, firewall_resource=r, request_id=i), progress, exists_ok=True)
         elif names.owner(have.description) == (orb, cluster) and not _same(have, rule):
-            api.change(what, lambda r=rule: api.firewalls.patch_unary(
+            api.change(what, lambda r=rule: api.unary(api.firewalls.patch_unary, 
                 project=api.project, firewall=r.name, firewall_resource=r), progress)
 
 
@@ -60,5 +60,5 @@ def remove(api: Api, orb: str, cluster: str, progress: Callable[[str], None]) ->
         if have is None or names.owner(have.description) != (orb, cluster):
             continue
         rid = request_id("delete", str(have.id), name)
-        api.change(what, lambda n=name, i=rid: api.firewalls.delete_unary(
+        api.change(what, lambda n=name, i=rid: api.unary(api.firewalls.delete_unary, 
             project=api.project, firewall=n, request_id=i), progress, missing_ok=True)

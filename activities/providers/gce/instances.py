@@ -44,8 +44,9 @@ def list_instances(api: Api, filter: str) -> list[compute_v1.Instance]:
     """Instances of every zone matching a filter (the library follows nextPageToken)."""
     out: list[compute_v1.Instance] = []
     with gce_call(f"provider {api.provider}: list instances"):
-        pages = api.instances.aggregated_list(request=compute_v1.AggregatedListInstancesRequest(
-            project=api.project, filter=filter, max_results=500))
+        pages = api.instances.aggregated_list(
+            request=compute_v1.AggregatedListInstancesRequest(project=api.project, filter=filter, max_results=500)
+        )
         for _, scoped in pages:
             out += list(scoped.instances)
     return out
@@ -58,15 +59,20 @@ def check_owner(instance: compute_v1.Instance, orb: str, cluster: str) -> None:
         return
     zone = names.last(instance.zone)
     if names.LABEL_ORB in labels:
-        raise MachineClaimed(f"instance {instance.name} (zone {zone}) belongs to orb {labels[names.LABEL_ORB]}"
-                             f" (cluster {labels.get(names.LABEL_CLUSTER, '?')}): release it there first, or delete"
-                             " it if that orb is gone")
-    raise MachineClaimed(f"instance {instance.name} (zone {zone}) exists and orbiter did not make it (no"
-                         f" {names.LABEL_ORB} label): the name is in use; delete or rename that instance")
+        raise MachineClaimed(
+            f"instance {instance.name} (zone {zone}) belongs to orb {labels[names.LABEL_ORB]}"
+            f" (cluster {labels.get(names.LABEL_CLUSTER, '?')}): release it there first, or delete"
+            " it if that orb is gone"
+        )
+    raise MachineClaimed(
+        f"instance {instance.name} (zone {zone}) exists and orbiter did not make it (no"
+        f" {names.LABEL_ORB} label): the name is in use; delete or rename that instance"
+    )
 
 
-def body(spec: GceProvider, pool: GcePool, pool_name: str, name: str, zone: str, orb: str, cluster: str,
-         public_key: str) -> compute_v1.Instance:
+def body(
+    spec: GceProvider, pool: GcePool, pool_name: str, name: str, zone: str, orb: str, cluster: str, public_key: str
+) -> compute_v1.Instance:
     nic = compute_v1.NetworkInterface(network=f"global/networks/{spec.network}")
     if spec.subnetwork:
         nic.subnetwork = f"regions/{spec.region_name()}/subnetworks/{spec.subnetwork}"
@@ -78,25 +84,42 @@ def body(spec: GceProvider, pool: GcePool, pool_name: str, name: str, zone: str,
         machine_type=f"zones/{zone}/machineTypes/{pool.machine_type}",
         labels=names.labels(orb, cluster, pool_name),
         tags=compute_v1.Tags(items=[names.base(orb, cluster)]),
-        disks=[compute_v1.AttachedDisk(
-            boot=True, auto_delete=True,
-            initialize_params=compute_v1.AttachedDiskInitializeParams(source_image=pool.source_image(),
-                                                                      disk_size_gb=pool.disk_gb))],
+        disks=[
+            compute_v1.AttachedDisk(
+                boot=True,
+                auto_delete=True,
+                initialize_params=compute_v1.AttachedDiskInitializeParams(
+                    source_image=pool.source_image(), disk_size_gb=pool.disk_gb
+                ),
+            )
+        ],
         network_interfaces=[nic],
         # GCE's guest agent makes the user (with passwordless sudo) and installs the key; OS Login
         # off, or it would ignore ssh-keys.
-        metadata=compute_v1.Metadata(items=[
-            compute_v1.Items(key="ssh-keys", value=f"{USER}:{public_key.strip()}"),
-            compute_v1.Items(key="enable-oslogin", value="FALSE"),
-        ]),
+        metadata=compute_v1.Metadata(
+            items=[
+                compute_v1.Items(key="ssh-keys", value=f"{USER}:{public_key.strip()}"),
+                compute_v1.Items(key="enable-oslogin", value="FALSE"),
+            ]
+        ),
         scheduling=compute_v1.Scheduling(
-            preemptible=pool.preemptible, automatic_restart=not pool.preemptible,
-            on_host_maintenance="TERMINATE" if pool.preemptible else "MIGRATE"),
+            preemptible=pool.preemptible,
+            automatic_restart=not pool.preemptible,
+            on_host_maintenance="TERMINATE" if pool.preemptible else "MIGRATE",
+        ),
     )
 
 
-def ensure(api: Api, pool_name: str, name: str, orb: str, cluster: str, public_key: str, attempt: str,
-           progress: Callable[[str], None]) -> compute_v1.Instance:
+def ensure(
+    api: Api,
+    pool_name: str,
+    name: str,
+    orb: str,
+    cluster: str,
+    public_key: str,
+    attempt: str,
+    progress: Callable[[str], None],
+) -> compute_v1.Instance:
     """The instance, RUNNING: found (by name, in any zone) or inserted in its slot's zone.
 
     The insert carries a requestId derived from the machine and the activity attempt's identity
@@ -111,10 +134,15 @@ def ensure(api: Api, pool_name: str, name: str, orb: str, cluster: str, public_k
         zone = spec.zone_of(pool_name, name)
         progress(f"creating {name} in {zone}")
         request = compute_v1.InsertInstanceRequest(
-            project=api.project, zone=zone, request_id=request_id("insert", orb, cluster, pool_name, name, attempt),
-            instance_resource=body(spec, pool, pool_name, name, zone, orb, cluster, public_key))
+            project=api.project,
+            zone=zone,
+            request_id=request_id("insert", orb, cluster, pool_name, name, attempt),
+            instance_resource=body(spec, pool, pool_name, name, zone, orb, cluster, public_key),
+        )
         try:
-            api.change(what + f" (zone {zone})", lambda: api.instances.insert_unary(request=request), progress)
+            api.change(
+                what + f" (zone {zone})", lambda: api.unary(api.instances.insert_unary, request=request), progress
+            )
         except GceError as err:
             if err.status != 409:  # a name in use: whose, is checked below
                 raise
@@ -134,7 +162,7 @@ def running(api: Api, instance: compute_v1.Instance, progress: Callable[[str], N
     while status(instance) != "RUNNING":
         if status(instance) in ("STOPPED", "TERMINATED", "SUSPENDED") and not started:
             progress(f"starting {instance.name} ({status(instance).lower()})")
-            call = (api.instances.resume_unary if status(instance) == "SUSPENDED" else api.instances.start_unary)
+            call = api.instances.resume_unary if status(instance) == "SUSPENDED" else api.instances.start_unary
             api.change(what, lambda c=call, n=instance.name: c(project=api.project, zone=zone, instance=n), progress)
             started = True
         elif time.monotonic() > deadline:
@@ -154,17 +182,23 @@ def delete(api: Api, instance: compute_v1.Instance, progress: Callable[[str], No
     so deleting a later instance of the same name is a new request."""
     zone = names.last(instance.zone)
     rid = request_id("delete", str(instance.id), instance.name)
-    api.change(f"provider {api.provider}: delete instance {instance.name} (zone {zone})",
-               lambda: api.instances.delete_unary(project=api.project, zone=zone, instance=instance.name,
-                                                  request_id=rid),
-               progress, missing_ok=True)
+    api.change(
+        f"provider {api.provider}: delete instance {instance.name} (zone {zone})",
+        lambda: api.unary(
+            api.instances.delete_unary, project=api.project, zone=zone, instance=instance.name, request_id=rid
+        ),
+        progress,
+        missing_ok=True,
+    )
 
 
 def reset(api: Api, name: str, progress: Callable[[str], None]) -> None:
     instance = find(api, name)
     if instance is None:
-        raise GceError(f"provider {api.provider}: instance {name}", "notFound", "no such instance to reset",
-                       False, 404)
+        raise GceError(f"provider {api.provider}: instance {name}", "notFound", "no such instance to reset", False, 404)
     zone = names.last(instance.zone)
-    api.change(f"provider {api.provider}: reset instance {name} (zone {zone})",
-               lambda: api.instances.reset_unary(project=api.project, zone=zone, instance=name), progress)
+    api.change(
+        f"provider {api.provider}: reset instance {name} (zone {zone})",
+        lambda: api.unary(api.instances.reset_unary, project=api.project, zone=zone, instance=name),
+        progress,
+    )
