@@ -50,7 +50,7 @@ class Accounts:
             "auth_uri": "https://accounts.google.com/o/oauth2/auth",
         }, indent=2)
 
-    def verify_jwt(self, token: str, audience: str | None = None) -> dict:
+    def verify_jwt(self, token: str, audience: tuple[str, ...] | None = None) -> dict:
         try:
             head_b64, claims_b64, sig_b64 = token.split(".")
             head, claims = json.loads(_b64decode(head_b64)), json.loads(_b64decode(claims_b64))
@@ -66,12 +66,13 @@ class Accounts:
             raise AuthError("bad signature") from err
         if claims.get("iss") != email or float(claims.get("exp", 0)) < time.time():
             raise AuthError("expired or foreign JWT")
-        if audience is not None and claims.get("aud") != audience:
+        if audience is not None and claims.get("aud") not in audience:
             raise AuthError("wrong audience")
         return claims
 
     def grant(self, assertion: str, token_uri: str) -> dict:
-        claims = self.verify_jwt(assertion, audience=token_uri)
+        # google-auth names Google's token endpoint as the audience, whatever token_uri says.
+        claims = self.verify_jwt(assertion, audience=(token_uri, "https://oauth2.googleapis.com/token"))
         if SCOPE not in str(claims.get("scope", "")).split():
             raise AuthError("the compute scope was not asked for")
         token = "ya29.standin-" + secrets.token_urlsafe(24)

@@ -33,6 +33,11 @@ LIKE_A_VM = (
     ' touch "$d/modules.order" "$d/modules.builtin.modinfo"; depmod'
 )
 SUDOERS = "%google-sudoers ALL=(ALL:ALL) NOPASSWD:ALL\n"
+# A VM's boot ends with logins open to every user. In a container on this host's cgroup v1,
+# systemd-user-sessions sometimes fails at boot (219/CGROUP), which keeps /run/nologin and so
+# every user but root out: the boot is finished here the way it finishes on a VM.
+BOOTED = ("timeout 60 systemctl is-system-running --wait >/dev/null 2>&1;"
+          " systemctl start systemd-user-sessions >/dev/null 2>&1 || rm -f /run/nologin")
 
 
 def guest_agent_script(metadata: dict) -> str:
@@ -87,6 +92,10 @@ class LocalBackend:
             serve_standins(self.apt, list(standins))
         self.apt.ensure_packages([(p, None) for p in packages])
         self.apt.ensure_served()
+        # Image and bridge are there now. Instances boot at once from several threads, and
+        # LocalMachines.create would write provider.json again from each: once is enough.
+        self.local.ensure_image = lambda progress=None: None  # type: ignore[method-assign]
+        self.local.ensure_network = lambda: None  # type: ignore[method-assign]
 
     def mirror_line(self) -> str:
         return self.apt.source_line()
@@ -104,6 +113,7 @@ class LocalBackend:
         [machine] = self.local.create(zone, [instance["name"]], self.admin_public, "standin")
         root = Machine(id=machine.id, provider=self.local.name, pool=zone, ip=machine.ip, key_secret="standin")
         with connect(root, self.admin_private, timeout=20) as session:
+            session.run(BOOTED)
             if self.like_a_vm:
                 session.run(LIKE_A_VM, check=True, timeout=300)
             session.run(guest_agent_script(instance.get("metadata", {})), check=True)
@@ -118,6 +128,8 @@ class LocalBackend:
 
     def reset(self, instance: dict) -> None:
         self.local.reboot(instance["name"])
+        with connect(self._root(instance), self.admin_private, timeout=20) as session:
+            session.run(BOOTED)
 
     def stop(self, instance: dict) -> None:
         self.local.stop(instance["name"])

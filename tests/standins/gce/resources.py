@@ -111,8 +111,14 @@ class Project:
                 resource["status"] = "PROVISIONING"
             store.put(collection, location, resource)
             store.stats.created.append((collection, name))
-        return store.operation("insert", collection, location, name, request_id,
-                               (lambda: work(location, resource)) if work else None)
+        def create() -> None:
+            try:
+                work(location, resource)
+            except BaseException:
+                store.remove(collection, location, name)  # a failed insert leaves no resource, as on GCE
+                raise
+
+        return store.operation("insert", collection, location, name, request_id, create if work else None)
 
     def _location(self, collection: str, location: str) -> None:
         scope = COLLECTIONS[collection][0]
