@@ -105,9 +105,11 @@ async def test_gce_kubernetes_example_behind_the_load_balancer(client, worker, r
     workers = [instance_name(orb, CLUSTER, "workers", i) for i in range(2)]
     wid = None
     packages = ["containerd", "curl", "kmod"]
-    with gce_standin(SUBNET, packages, standins=[f"{VERSION}-1.1"], like_a_vm=True, name="gce-k8s") as gce:
+    example_project = yaml.safe_load(EXAMPLE.read_text())["spec"]["providers"][PROVIDER]["project"]
+    with gce_standin(SUBNET, packages, standins=[f"{VERSION}-1.1"], like_a_vm=True, name="gce-k8s",
+                     project=example_project) as gce:
         try:
-            await add_credentials(repo.clone, gce)
+            await add_credentials(repo.clone, gce, "gce_credentials")  # as the example's comment says
             line = gce.backend.mirror_line()
             first = repo.push({"desired.yml": example(orb, gce.endpoint, line),
                                "secrets.yml": (repo.clone / "secrets.yml").read_text()}, "the example")

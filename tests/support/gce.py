@@ -18,11 +18,11 @@ CREDENTIALS = "cloud_credentials"
 
 @contextlib.contextmanager
 def gce_standin(subnet: str, packages: list[str], standins: list[str] = (), like_a_vm: bool = False,
-                name: str = "gce-standin") -> Iterator[GceStandin]:
+                name: str = "gce-standin", project: str = PROJECT) -> Iterator[GceStandin]:
     """The stand-in whose instances boot machines on `subnet`, their mirror serving `packages`; every
     machine, address, proxy, the bridge and the server are gone afterwards, also on failure."""
     backend = LocalBackend(subnet, name=name, like_a_vm=like_a_vm)
-    standin = GceStandin(PROJECT, REGION, ZONES, backend=backend)
+    standin = GceStandin(project, REGION, ZONES, backend=backend)
     try:
         backend.serve_mirror(packages, list(standins))
         yield standin
@@ -30,10 +30,10 @@ def gce_standin(subnet: str, packages: list[str], standins: list[str] = (), like
         standin.stop()
 
 
-async def add_credentials(clone, standin: GceStandin) -> str:
-    """`orbiter secret add cloud_credentials < key.json` in the operator's checkout; the key's JSON."""
+async def add_credentials(clone, standin: GceStandin, name: str = CREDENTIALS) -> str:
+    """`orbiter secret add NAME < key.json` in the operator's checkout; the key's JSON."""
     key = standin.key_json()
-    added = await ainvoke("secret", "add", CREDENTIALS, "--repo-dir", str(clone), input=key)
+    added = await ainvoke("secret", "add", name, "--repo-dir", str(clone), input=key)
     assert added.exit_code == 0, added.output
     return key
 
