@@ -25,6 +25,8 @@ from ..support.flows import takeoff, wait_for
 from ..support.gce import CREDENTIALS, PROJECT, ZONES, add_credentials, gce_standin, instances, project
 from ..support.net import subnet
 from ..workflows.test_cli import ainvoke
+from ..workflows.test_replay import RECORD
+from ..workflows.test_replay import _save as save_history
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
@@ -151,6 +153,8 @@ async def test_etcd_on_gce_quota_scale_lost_track_destroy(client, worker, repo: 
             status = await wait_cluster(repo, gone, phase="Destroyed", timeout=600)
             assert status.nodes == []
             assert project(gce) == {}  # no instance, no firewall rule
+            if RECORD:  # the path of a workflow that adopts what it finds, for the determinism guard
+                await save_history(client, "cluster_etcd_gce_adopted", f"cluster/{orb}/meta", "ClusterWorkflow")
 
             # The service-account key is in no history, log, state file or commit in plain text.
             await stop_orb(client, orb, wid, Machines(gce))

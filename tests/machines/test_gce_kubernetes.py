@@ -157,6 +157,22 @@ async def test_gce_kubernetes_example_behind_the_load_balancer(client, worker, r
             status = await wait_prod(repo, one)
             assert workers[1] not in instances(gce) and workers[1] not in {n.machine for n in status.nodes}
 
+            # orbiter reboot: drained, reset through the API (a new boot), Ready again, uncordoned.
+            with connect(by_id[workers[0]], key) as w:
+                boot = w.run("cat /proc/sys/kernel/random/boot_id", check=True).stdout.strip()
+            rebooting = await ainvoke("reboot", f"{orb}/{CLUSTER}", workers[0])
+            assert rebooting.exit_code == 0, rebooting.output
+
+            def rebooted():
+                s = prod(repo)
+                resets = [op for op in list(gce.store.operations.values()) if op["operationType"] == "reset"]
+                return (s and s.phase == "Ready" and s.step is None and s.commands == [] and len(resets) == 1
+                        and all(n.ready and n.cordoned is False for n in s.nodes))
+
+            await wait_for(rebooted, timeout=300, interval=2, what=f"{workers[0]} reset and uncordoned")
+            with connect(by_id[workers[0]], key) as w:
+                assert w.run("cat /proc/sys/kernel/random/boot_id", check=True).stdout.strip() != boot
+
             # orbiter replace of a control plane: the new one joins the cluster and the instance
             # group, the old one leaves the group, is drained, reset and deleted.
             replaced = await ainvoke("replace", f"{orb}/{CLUSTER}", cps[1])
