@@ -33,6 +33,7 @@ def quiet(_: str) -> None:
 @pytest.fixture
 def gce() -> Iterator[GceStandin]:
     standin = GceStandin()
+    standin.faults.delay = 0.02
     try:
         yield standin
     finally:
@@ -195,3 +196,14 @@ def test_the_load_balancer_is_made_in_order_found_again_and_removed_in_reverse(g
     Balancer(api, lb).remove(quiet)
     Balancer(api, lb).remove(quiet)
     assert set(gce.snapshot()) == {"instances"}
+
+
+def test_the_nth_insert_fails_and_the_others_do_not(gce):
+    api = api_for(gce)
+    gce.faults.fail_inserts = {2: "operation"}
+    ensure(api, "lab-meta-etcd-0")
+    with pytest.raises(GceError, match="QUOTA_EXCEEDED"):
+        ensure(api, "lab-meta-etcd-1")
+    ensure(api, "lab-meta-etcd-2")
+    ensure(api, "lab-meta-etcd-1", attempt="a2")  # sent again later: the quota was the 2nd insert's only
+    assert sorted(i["name"] for i in gce.store.all("instances")) == [f"lab-meta-etcd-{i}" for i in range(3)]

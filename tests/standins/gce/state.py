@@ -57,6 +57,7 @@ class Faults:
     quota_mode: str = "operation"  # "operation": a DONE operation with the error; "http": a 403 answer
     fail_inserts: dict[int, str] = field(default_factory=dict)  # Nth distinct instance insert -> mode
     delays: dict[str, float] = field(default_factory=dict)  # collection -> seconds its operations stay RUNNING
+    delay: float = 0.2  # the others' (RUNNING first, always, as on GCE)
     drops: dict[str, int] = field(default_factory=dict)  # "instances.insert" -> how many answers to drop
 
 
@@ -169,7 +170,7 @@ class Store:
                 op[scope] = f"{self.prefix()}/{scope}s/{location}"
             self.operations[(op_location, op_name)] = op
             self.done[op_name] = threading.Event()
-        delay = self.faults.delays.get(collection, 0.2)
+        delay = self.faults.delays.get(collection, self.faults.delay)
         threading.Thread(target=self._run, args=(op, work, delay), daemon=True, name=f"op-{op_name}").start()
         return op
 
