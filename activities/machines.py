@@ -82,14 +82,15 @@ def ensure_provider_keys(input: EnsureKeysInput) -> EnsureKeysResult:
 def acquire_machines(input: AcquireMachinesInput) -> AcquireMachinesResult:
     """Machines for a pool: created or taken into use by the provider. Idempotent by machine id."""
     with _as_application_errors(), heartbeating() as progress:
-        return AcquireMachinesResult(machines=runtime_for(input.provider_name, input.provider).acquire(input, progress))
+        runtime = runtime_for(input.provider_name, input.provider, input.secrets)
+        return AcquireMachinesResult(machines=runtime.acquire(input, progress))
 
 
 @activity.defn
 def find_machines(input: FindMachinesInput) -> FindMachinesResult:
     """A cluster's machines its provider already holds, claimed for the cluster as they are found."""
     with _as_application_errors():
-        runtime = runtime_for(input.provider_name, input.provider)
+        runtime = runtime_for(input.provider_name, input.provider, input.secrets)
         claim = Claim(input.orb, input.cluster, input.kind)
         return FindMachinesResult(machine_ids=runtime.find(claim, input.pool))
 
@@ -98,7 +99,7 @@ def find_machines(input: FindMachinesInput) -> FindMachinesResult:
 def release_machine(input: ReleaseMachineInput) -> None:
     """Take a machine out of use: deleted, or what orbiter put on it undone (the provider knows)."""
     with _as_application_errors():
-        runtime_for(input.provider_name, input.provider).release(input)
+        runtime_for(input.provider_name, input.provider, input.secrets).release(input)
 
 
 @activity.defn
@@ -144,7 +145,7 @@ def reboot_machine(input: RebootMachineInput) -> None:
         key = resolve_secret(input.secrets, machine.key_secret).decode()
         if _boot_id(machine, key) == input.boot_id:
             forget(machine)
-            runtime_for(input.provider_name, input.provider).reboot(machine, key)
+            runtime_for(input.provider_name, input.provider, input.secrets).reboot(machine, key)
         deadline = time.monotonic() + REBOOT_TIMEOUT
         while True:
             heartbeat(f"waiting for {machine.id} to boot")

@@ -1,6 +1,8 @@
-"""orbiter machines: the machines providers keep on this host (local machines: systemd-nspawn)."""
+"""orbiter machines: the machines providers keep on this host (local machines: systemd-nspawn),
+and with --repo-dir those the providers of an orb hold elsewhere (GCE instances)."""
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,17 +40,46 @@ def _delete(rows: list[dict[str, str]]) -> list[str]:
     return removed
 
 
+def orb_machines(repo_dir: Path) -> list[dict[str, str]]:
+    """Machines the providers of the orb in a checkout hold elsewhere, asked with its secrets."""
+    from orbiter.activities.providers import runtime_for
+    from orbiter.models.load import DesiredStateError, load_desired
+    from orbiter.models.secrets import SecretsError, read_secret
+    from orbiter.worker.masterkey import load_master_key
+
+    desired = repo_dir / "desired.yml"
+    if not desired.exists():
+        fail(f"{desired} does not exist")
+    try:
+        orb = load_desired(desired.read_text(), str(desired))
+        secrets = repo_dir / "secrets.yml"
+        text = secrets.read_text() if secrets.exists() else None
+        master = load_master_key()
+        rows = []
+        for name, spec in orb.spec.providers.items():
+            runtime = runtime_for(name, spec)
+            rows += runtime.orb_machines(orb.metadata.name, lambda secret: read_secret(master, text, secret))
+        return rows
+    except (DesiredStateError, SecretsError, ProviderError) as err:
+        fail(str(err).splitlines()[0])
+
+
+RepoDirOpt = Annotated[Path | None, typer.Option(
+    "--repo-dir", help="also the machines the providers of the orb in this checkout hold elsewhere (GCE)")]
+
+
 @app.command("ls")
-def ls(output: OutputOpt = Output.table) -> None:
-    """List the machines providers keep on this host, with state and IP."""
-    machines = host_machines()
+def ls(output: OutputOpt = Output.table, repo_dir: RepoDirOpt = None) -> None:
+    """List the machines providers keep on this host, with state and IP; with --repo-dir also those
+    the orb's providers hold elsewhere, with their zone."""
+    machines = host_machines() + (orb_machines(repo_dir) if repo_dir is not None else [])
     if output == Output.json:
         print_json(machines)
         return
-    table = Table("provider", "machine", "orb", "cluster", "pool", "ip", "state")
+    table = Table("provider", "machine", "orb", "cluster", "pool", "zone", "ip", "state")
     for m in machines:
         table.add_row(m["provider"], m["id"], m.get("orb") or "-", m.get("cluster") or "-", m.get("pool") or "",
-                      m.get("ip") or "", m.get("state") or "")
+                      m.get("zone") or "-", m.get("ip") or "", m.get("state") or "")
     console.print(table)
 
 

@@ -1,6 +1,7 @@
 """Messages of the provider activities: keys, machines, packages."""
 
 from .base import Model
+from .kinds.base import PortRule
 from .machines import Machine
 from .providers import Provider
 from .refs import SecretsRef
@@ -25,6 +26,7 @@ class AcquireMachinesInput(Model):
     machine_ids: list[str]
     secrets: SecretsRef
     host_keys: dict[str, str] = {}  # machine id -> pinned host key, from earlier contact
+    ports: list[PortRule] = []  # what the cluster's members send each other (providers with firewalls)
 
 
 class AcquireMachinesResult(Model):
@@ -80,6 +82,7 @@ class FindMachinesInput(Model):
     provider_name: str
     provider: Provider
     pool: str
+    secrets: SecretsRef | None = None  # for providers that ask an API (credentials)
 
 
 class FindMachinesResult(Model):

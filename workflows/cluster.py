@@ -137,7 +137,8 @@ class ClusterWorkflow:
             found = await workflow.execute_activity(
                 find_machines,
                 FindMachinesInput(orb=self.input.orb, cluster=self.input.cluster, kind=kind.name,
-                                  provider_name=ref.provider, provider=desired.providers[ref.provider], pool=ref.pool),
+                                  provider_name=ref.provider, provider=desired.providers[ref.provider], pool=ref.pool,
+                                  secrets=desired.secrets),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_attempts=5),
                 summary=f"machines of {self.input.cluster} in pool {ref.pool}",

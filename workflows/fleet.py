@@ -83,6 +83,7 @@ class Fleet:
                 machine_ids=ids,
                 secrets=self.ctx.desired.secrets,
                 host_keys={k: v for k, v in known.items() if v},
+                ports=self.ctx.desired.spec.member_ports(),
             ),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),

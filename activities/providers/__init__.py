@@ -3,6 +3,7 @@
 from importlib import import_module
 
 from orbiter.models.providers import MODELS, ProviderSpec
+from orbiter.models.refs import SecretsRef
 
 from .base import ProviderError, ProviderRuntime
 
@@ -12,8 +13,8 @@ def runtime_class(spec: type[ProviderSpec] | ProviderSpec) -> type[ProviderRunti
     return getattr(import_module(module), name)
 
 
-def runtime_for(name: str, spec: ProviderSpec) -> ProviderRuntime:
-    return runtime_class(spec)(name, spec)
+def runtime_for(name: str, spec: ProviderSpec, secrets: SecretsRef | None = None) -> ProviderRuntime:
+    return runtime_class(spec)(name, spec, secrets)
 
 
 def runtime_classes() -> list[type[ProviderRuntime]]:

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 
 from orbiter.activities.ssh import SshSession, connect
 from orbiter.models.claims import CLAIM_FILE, claim_conflict, claim_text
+from orbiter.models.loadbalancers import LoadBalancerInput, LoadBalancerMembersInput, LoadBalancerMembersResult
 from orbiter.models.machines import Machine
 from orbiter.models.providers import ProviderSpec
 from orbiter.models.provision import AcquireMachinesInput, PreparePackagesResult, ReleaseMachineInput
+from orbiter.models.refs import SecretsRef
 
 Progress = Callable[[str], None]
+SecretReader = Callable[[str], bytes]  # a secret's value by name (activities: from the repo at a commit)
 
 
 class ProviderError(Exception):
@@ -55,10 +58,16 @@ def claim_machine(session: SshSession, machine: Machine, claim: Claim | None) ->
         session.run(f"umask 077 && printf %s {shlex.quote(claim.text)} > {path}", check=True)
 
 
+class NoLoadBalancer(ProviderError):
+    retryable = False
+
+
 class ProviderRuntime(ABC):
-    def __init__(self, name: str, spec: ProviderSpec) -> None:
+    def __init__(self, name: str, spec: ProviderSpec, secrets: SecretsRef | None = None) -> None:
         self.name = name
         self.spec = spec
+        # Where calls without a secrets field of their own (find, reboot) read credentials.
+        self.secrets = secrets
 
     @abstractmethod
     def acquire(self, input: AcquireMachinesInput, progress: Progress) -> list[Machine]:
@@ -83,6 +92,26 @@ class ProviderRuntime(ABC):
     def prepare_packages(self, wanted: dict[str, str], progress: Progress) -> PreparePackagesResult:
         """Exact apt versions for wanted upstream versions; machines install from their own mirrors."""
         return PreparePackagesResult(versions=self.spec.package_pins(wanted))
+
+    # -- load balancers (capability "load-balancer"): found again by the names they derive -------
+    def ensure_load_balancer(self, input: LoadBalancerInput, progress: Progress) -> str:
+        """Create what is missing of a TCP load balancer, in dependency order; its address."""
+        raise NoLoadBalancer(f"provider {self.name} creates no load balancer")
+
+    def set_load_balancer_members(self, input: LoadBalancerMembersInput, progress: Progress
+                                  ) -> LoadBalancerMembersResult:
+        """Forward to exactly these machines: add the missing, remove the others."""
+        raise NoLoadBalancer(f"provider {self.name} creates no load balancer")
+
+    def remove_load_balancer(self, input: LoadBalancerInput, progress: Progress) -> None:
+        """Delete it in reverse dependency order; what is gone already counts as removed."""
+        raise NoLoadBalancer(f"provider {self.name} creates no load balancer")
+
+    # -- machines an orb's providers hold elsewhere (`orbiter machines ls --repo-dir`) ------------
+    def orb_machines(self, orb: str, secret: SecretReader) -> list[dict[str, str]]:
+        """Machines this provider holds for an orb outside this host: provider, id, zone, ip, state,
+        orb, cluster, pool. Providers that keep machines on the host list them in host_machines."""
+        return []
 
     # -- machines kept on this host (`orbiter machines`): providers that keep none list none ------
     @classmethod

@@ -6,7 +6,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from .base import Kind, KindProblem, KindSpec, KindState, MemberBase, PlannedStep, PoolRef, Refused, View
+from .base import Kind, KindProblem, KindSpec, KindState, MemberBase, PlannedStep, PoolRef, PortRule, Refused, View
 
 REGISTERED = ("etcd", "kubernetes")
 
@@ -20,4 +20,4 @@ def kind_of(name: str) -> Kind:
 
 
 __all__ = ["KINDS", "AnyKindState", "Cluster", "Kind", "KindProblem", "KindSpec", "KindState", "MemberBase",
-           "PlannedStep", "PoolRef", "Refused", "View", "kind_of"]
+           "PlannedStep", "PoolRef", "PortRule", "Refused", "View", "kind_of"]

@@ -7,7 +7,7 @@ by a `Kind` entry in the registry (models/kinds/__init__.py).
 """
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
@@ -41,6 +41,14 @@ class Refused(Exception):
     says why and what to write instead. Raised while planning, so `orbiter plan` shows it too."""
 
 
+class PortRule(Model):
+    """Traffic a kind's members send each other: a provider that filters traffic lets it through."""
+
+    protocol: Literal["tcp", "udp", "ipip"] = "tcp"
+    ports: list[str] = []  # "2379" or "2379-2380"; empty: every port of the protocol
+    why: str = ""
+
+
 class KindSpec(Spec):
     """Fields every kind has; a kind's model adds its own and `kind: Literal[...]`."""
 
@@ -63,6 +71,10 @@ class KindSpec(Spec):
     def summary(self) -> str:
         """"etcd 3.4.23": what `orbiter plan` says is being created."""
         return self.kind
+
+    def member_ports(self) -> list[PortRule]:
+        """What members send each other; providers with firewalls (GCE) open exactly this."""
+        return []
 
 
 class MemberBase(Model):

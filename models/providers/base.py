@@ -16,6 +16,7 @@ Capability = Literal[
     "serves-packages",  # orbiter serves the packages its machines install (an activity prepares them)
     "vip",  # machines on one network can carry a keepalived VIP
     "kernel-modules",  # machines run their own kernel and can load modules
+    "load-balancer",  # puts a TCP load balancer in front of a cluster's machines (e.g. API servers)
 ]
 
 

@@ -427,7 +427,7 @@ def test_vip_on_gce_is_refused():
     )
     err = _error(text)
     assert err.field == "clusters.prod.controlPlaneEndpoint.vip"
-    assert "use host for a GCE load balancer" in err.message
+    assert "cannot carry a keepalived VIP; use loadBalancer: true" in err.message
 
 
 ALL_CASES = {k: v[0] for k, v in CASES.items()} | {k: v[0] for k, v in DOCUMENT_CASES.items()}

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from orbiter.models.base import Spec
-from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef
+from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef, PortRule
 
 ROLE = "member"
 
@@ -44,6 +44,9 @@ class EtcdCluster(KindSpec):
 
     def summary(self) -> str:
         return f"etcd {self.version}"
+
+    def member_ports(self) -> list[PortRule]:
+        return [PortRule(ports=["2379", "2380"], why="etcd clients and peers")]
 
 
 class EtcdMember(MemberBase):

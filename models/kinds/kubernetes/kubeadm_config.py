@@ -70,11 +70,16 @@ def _node_registration(api: str, node_name: str, node_ip: str) -> dict[str, Any]
     }
 
 
-def endpoint(spec: KubernetesCluster, first_control_plane_ip: str) -> str:
-    """host:port of the API every node uses: the VIP or load balancer, else the single control plane."""
+def endpoint(spec: KubernetesCluster, first_control_plane_ip: str, load_balancer: str | None = None) -> str:
+    """host:port of the API every node uses: the VIP or load balancer (the provider's at the address
+    it gave), else the single control plane."""
     cpe = spec.control_plane_endpoint
     if cpe is None:
         return f"{first_control_plane_ip}:{API_PORT}"
+    if cpe.load_balancer:
+        if load_balancer is None:
+            raise ValueError("the load balancer's address is not known yet")
+        return f"{load_balancer}:{cpe.port}"
     return f"{cpe.vip or cpe.host}:{cpe.port}"
 
 

@@ -3,11 +3,11 @@
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 from orbiter.models.base import Spec
 from orbiter.models.duration import Duration
-from orbiter.models.kinds.base import KindProblem, KindSpec, KindState, MemberBase, PoolRef
+from orbiter.models.kinds.base import KindProblem, KindSpec, KindState, MemberBase, PoolRef, PortRule
 from orbiter.models.names import Name, ipv4
 from orbiter.models.providers import ProviderSpec
 
@@ -50,15 +50,19 @@ class Upgrade(Spec):
 class ControlPlaneEndpoint(Spec):
     vip: StrictStr | None = None
     host: StrictStr | None = None
+    # A TCP load balancer the control planes' provider creates; its address becomes the endpoint.
+    load_balancer: StrictBool = Field(False, alias="loadBalancer")
     port: Annotated[StrictInt, Field(ge=1, le=65535)] = 6443
 
     @model_validator(mode="after")
     def _one_of(self) -> "ControlPlaneEndpoint":
-        if (self.vip is None) == (self.host is None):
-            raise ValueError(
-                "give either vip (keepalived on the control planes) or host (a load balancer)")
+        if [self.vip is not None, self.host is not None, self.load_balancer].count(True) != 1:
+            raise ValueError("give one of vip (keepalived on the control planes), host (a load balancer you run)"
+                             " or loadBalancer: true (one the provider creates)")
         if self.vip is not None:
             ipv4(self.vip)
+        if self.load_balancer and self.port != 6443:
+            raise ValueError("port: a load balancer the provider creates forwards the API servers' port 6443")
         return self
 
 
@@ -88,7 +92,8 @@ class KubernetesCluster(KindSpec):
             # "field: message" lets load.py name the missing field instead of the whole cluster.
             raise ValueError(
                 f"controlPlaneEndpoint: required with {self.control_plane.nodes} control planes:"
-                " add {vip: IP} (keepalived) or {host: NAME, port: 6443} (a load balancer)"
+                " add {vip: IP} (keepalived), {host: NAME, port: 6443} (a load balancer you run) or"
+                " {loadBalancer: true} (one the provider creates)"
             )
         return self
 
@@ -107,9 +112,28 @@ class KubernetesCluster(KindSpec):
         provider = providers.get(self.control_plane.provider)
         if endpoint and endpoint.vip and provider is not None and not provider.can("vip"):
             return [KindProblem(("controlPlaneEndpoint", "vip"),
-                                "a keepalived VIP works on static and local providers only;"
-                                " use host for a GCE load balancer")]
+                                f"provider {self.control_plane.provider} cannot carry a keepalived VIP;"
+                                " use loadBalancer: true (or host: a load balancer you run)")]
+        if endpoint and endpoint.load_balancer and provider is not None and not provider.can("load-balancer"):
+            return [KindProblem(("controlPlaneEndpoint", "loadBalancer"),
+                                f"provider {self.control_plane.provider} creates no load balancer;"
+                                " use vip (keepalived) or host (a load balancer you run)")]
         return []
+
+    def load_balanced(self) -> bool:
+        """Whether the control planes' provider puts a load balancer in front of them."""
+        return bool(self.control_plane_endpoint and self.control_plane_endpoint.load_balancer)
+
+    def member_ports(self) -> list[PortRule]:
+        cni = {
+            "calico": [PortRule(ports=["179", "5473"], why="calico BGP and typha"),
+                       PortRule(protocol="udp", ports=["4789"], why="calico VXLAN"),
+                       PortRule(protocol="ipip", why="calico IP-in-IP")],
+            "cilium": [PortRule(protocol="udp", ports=["8472"], why="cilium VXLAN"),
+                       PortRule(ports=["4240"], why="cilium health")],
+        }[self.networking.network]
+        return [PortRule(ports=["6443", "10250", "2379-2380"], why="API servers, kubelets, stacked etcd"),
+                PortRule(ports=["30000-32767"], why="node ports"), *cni]
 
     def member_role(self, path: tuple[str, ...]) -> tuple[str, str | None]:
         return (CONTROL_PLANE, CONTROL_PLANE_GROUP) if path[0] == "controlPlane" else (WORKER, path[1])
@@ -132,4 +156,6 @@ class KubernetesState(KindState):
     kind: Literal["kubernetes"] = "kubernetes"
     members: list[K8sMember] = []
     cni: str | None = None  # the manifest last applied
+    # The address of the load balancer the provider made for the API: the endpoint from kubeadm init on.
+    load_balancer: str | None = None
     cni_digest: str | None = None  # of a repository manifest: applied again when its content changes

@@ -155,8 +155,10 @@ class RemoveMember(Step[EtcdReconcile]):
 
     def plan(self, view: View) -> list[PlannedStep]:
         spec: EtcdCluster = view.spec
+        # More members than wanted: also machines found again (a workflow started afresh adopts
+        # every machine its provider holds for it), which the bootstrap before starts as they were.
         surplus = len(view.nodes) - spec.members.nodes
-        if surplus <= 0 or not _joined(view):
+        if surplus <= 0:
             return []
         order = [n for n in reversed(view.nodes) if not n.leader] + [n for n in reversed(view.nodes) if n.leader]
         return [self.item(f"remove member {n.machine}", "member remove, stop, wipe its data, release the machine",

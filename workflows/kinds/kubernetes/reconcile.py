@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
 
 from ...context import ClusterContext
 from ...fleet import Fleet, spec_digest
+from . import balancer
 
 HEALTH_TIMEOUT = timedelta(minutes=5)
 KUBE_RETRY = RetryPolicy(
@@ -127,7 +128,7 @@ class KubernetesReconcile:
 
     # --- pieces -------------------------------------------------------------------------------
     def endpoint(self) -> str:
-        return kubeadm_config.endpoint(self.spec, self.ip(self.control_planes[0]))
+        return kubeadm_config.endpoint(self.spec, self.ip(self.control_planes[0]), self.kind.load_balancer)
 
     def target(self) -> KubeTarget:
         joined = [m for m in self.control_planes
@@ -313,6 +314,8 @@ class KubernetesReconcile:
     async def remove(self, member: K8sMember) -> None:
         """Drained, `kubeadm reset` (which removes a control plane's etcd member), node deleted, released."""
         self.leaving.add(member.name)
+        if member.role == CONTROL_PLANE and member.joined:
+            await balancer.serving(self)  # it leaves the load balancer before it stops serving
         if member.joined:
             await self.drain(member)
             await self.reset(member)
@@ -363,5 +366,6 @@ class KubernetesReconcile:
                 status.version, status.ready, status.cordoned = seen.version, seen.ready, seen.cordoned
             out.append(status)
         self.ctx.state.status.nodes = out
-        self.ctx.state.status.endpoints = [f"https://{self.endpoint()}"] if self.control_planes else []
+        known = self.control_planes and (self.kind.load_balancer or not self.spec.load_balanced())
+        self.ctx.state.status.endpoints = [f"https://{self.endpoint()}"] if known else []
         await self.ctx.report()

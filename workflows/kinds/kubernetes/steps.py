@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.provision import BootIdInput, RebootMachineInput
 
 from ...runbook import Step
-from . import plan
+from . import balancer, plan
 from .reconcile import KUBE_RETRY, KubernetesReconcile
 from .upgrade import Upgrade
 
@@ -123,6 +123,7 @@ class Init(Step[R]):
         first = r.control_planes[0]
         if not first.joined:
             await r.init(first)
+        await balancer.serving(r, wait_healthy=True)  # the others join through it
 
 
 class Cni(Step[R]):
@@ -153,6 +154,7 @@ class JoinControlPlane(Step[R]):
         member = r.member(item.machines[0])
         if member is not None and not member.joined:
             await r.join([member], control_plane=True)
+        await balancer.serving(r)
 
 
 class JoinWorkers(Step[R]):
@@ -286,7 +288,7 @@ class Destroy(Step[R]):
 
 
 STEPS: tuple[Step[R], ...] = (
-    Packages(), Upgrade(), Machines(), NodeSoftware(), Init(), Cni(), JoinControlPlane(),
+    Packages(), Upgrade(), Machines(), NodeSoftware(), balancer.LoadBalancer(), Init(), Cni(), JoinControlPlane(),
     JoinWorkers(), HealthGate(), Reboot(), RemoveWorker(), RemoveControlPlane(), Observe(),
 )
-DESTROY_STEPS: tuple[Step[R], ...] = (Destroy(),)
+DESTROY_STEPS: tuple[Step[R], ...] = (Destroy(), balancer.RemoveLoadBalancer())
