@@ -1,0 +1,177 @@
+"""Who replicates whom and who watches: replicas attached, Sentinels told what to monitor, a
+failover asked of Sentinel, Sentinels reset to forget removed members.
+
+Each activity observes first and acts only where the cluster is not yet as wanted, so a retry
+after a crash at any line (or a replayed step) does nothing twice. Above all a failover: it is
+asked for only while the member to leave is still the primary and no Sentinel is failing over.
+Errors: RedisError and RedisUnhealthy are retried; NoReplica (no replica can take over yet) too.
+"""
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from orbiter.activities.progress import heartbeat
+from orbiter.models.kinds.redis.messages import (
+    REDIS_PORT,
+    AttachInput,
+    AttachResult,
+    FailoverInput,
+    FailoverResult,
+    MemberAddress,
+    RedisMemberInfo,
+    RedisStatus,
+    SentinelParams,
+    SentinelsInput,
+    SentinelsResult,
+)
+
+from .cli import RedisCli, redis_cli
+from .status import wait_status
+
+SETTLE_SECONDS = 120.0
+
+
+def _named_primary(cli: RedisCli, status: RedisStatus) -> MemberAddress | None:
+    """The member the monitoring Sentinels name; None when none monitors yet. Sentinels that
+    disagree (a failover spreading) are waited out."""
+    named = {m.sentinel.primary for m in status.members if m.sentinel.monitoring and m.sentinel.primary}
+    if not named:
+        return None
+    if len(named) > 1:
+        raise ApplicationError(f"{cli.where()}: the sentinels disagree on the primary ({', '.join(sorted(named))})",
+                               type="RedisUnhealthy")
+    ip = named.pop()
+    found = next((m for m in cli.target.members if m.ip == ip), None)
+    if found is None:
+        raise ApplicationError(f"{cli.where()}: the sentinels name {ip} as primary, which is no member",
+                               type="RedisUnhealthy", non_retryable=True)
+    return found
+
+
+def _settings(params: SentinelParams) -> str:
+    return (f"down-after-milliseconds {params.down_after_ms} failover-timeout {params.failover_timeout_ms}"
+            f" parallel-syncs {params.parallel_syncs} quorum {params.quorum}")
+
+
+def _watch(cli: RedisCli, m: MemberAddress, info: RedisMemberInfo, primary: MemberAddress,
+           params: SentinelParams) -> str | None:
+    """The member's Sentinel monitors `primary` with `params` (auth-pass each time: Sentinel
+    does not show it, so it cannot be compared)."""
+    master = cli.target.master
+    commands = [f"SENTINEL MONITOR {master} {primary.ip} {REDIS_PORT} {params.quorum}"]
+    if info.sentinel.monitoring:
+        commands = []
+    commands.append(f"SENTINEL SET {master} auth-pass $REDISCLI_AUTH {_settings(params)}")
+    cli.sentinel(m, *commands)
+    return f"sentinel on {m.name} monitors {primary.name}" if not info.sentinel.monitoring else None
+
+
+@activity.defn
+def redis_attach(input: AttachInput) -> AttachResult:
+    """Make members replicas of the primary (the one Sentinel names, else `first`) and their
+    Sentinels monitor it. A member already so is left alone."""
+    actions: list[str] = []
+    with redis_cli(input.target) as cli:
+        status = cli.status()
+        primary = _named_primary(cli, status) or next(m for m in input.target.members if m.name == input.first)
+        by_name = {m.name: m for m in input.target.members}
+        for name in input.names:
+            m, info = by_name[name], status.member(name)
+            assert info is not None
+            if name != primary.name and not (info.role == "slave" and info.primary == primary.ip):
+                heartbeat(f"{name} replicates {primary.name}")
+                cli.redis(m, f"REPLICAOF {primary.ip} {REDIS_PORT}", "CONFIG REWRITE")
+                actions.append(f"{name} replicates {primary.name}")
+        for name in input.names:
+            info = status.member(name)
+            assert info is not None
+            if done := _watch(cli, by_name[name], info, primary, input.params):
+                actions.append(done)
+        return AttachResult(primary=primary.name, actions=actions)
+
+
+@activity.defn
+def redis_failover(input: FailoverInput) -> FailoverResult:
+    """Move the primary away from `away_from` through Sentinel, unless it has moved already or a
+    failover runs (then only wait for it): never a second failover for one request."""
+    victim = input.away_from
+    with redis_cli(input.target) as cli:
+        def settled(s: RedisStatus) -> bool:
+            moving = any(m.sentinel.failing_over for m in s.members)
+            return not moving and s.primary is not None
+
+        status = wait_status(cli, SETTLE_SECONDS, done=settled)
+        if status.primary != victim:
+            return FailoverResult(primary=status.primary or "", failed_over=False)
+        if len(input.target.members) < 2:
+            raise ApplicationError(f"{cli.where()}: {victim} is the only member: nothing to fail over to",
+                                   type="NoReplica", non_retryable=True)
+        asked = next((m for m in input.target.members if m.name != victim and (i := status.member(m.name))
+                      and i.sentinel_up), None) or next(m for m in input.target.members if m.name == victim)
+        heartbeat(f"failover away from {victim}")
+        try:
+            cli.sentinel(asked, f"SENTINEL FAILOVER {cli.target.master}")
+        except ApplicationError as err:
+            if "INPROG" not in str(err):
+                kind = "NoReplica" if "NOGOODSLAVE" in str(err) else "RedisError"
+                raise ApplicationError(f"{cli.where()}: failover away from {victim}: no replica can take over yet"
+                                       if kind == "NoReplica" else str(err), type=kind) from None
+
+        def moved(s: RedisStatus) -> bool:
+            old, new = s.member(victim), s.member(s.primary or "")
+            follows = old is None or not old.up or (new is not None and old.role == "slave" and old.primary == new.ip)
+            return settled(s) and s.primary not in (None, victim) and follows
+
+        status = wait_status(cli, input.timeout_seconds, done=moved)
+        return FailoverResult(primary=status.primary or "", failed_over=True)
+
+
+def _forgets(info: RedisMemberInfo, members: list[MemberAddress]) -> bool:
+    ips = {m.ip for m in members}
+    v = info.sentinel
+    return bool({*v.replicas, *v.replicas_down, *v.sentinels, *v.sentinels_down} - ips)
+
+
+@activity.defn
+def redis_sentinels(input: SentinelsInput) -> SentinelsResult:
+    """Every Sentinel monitors the primary with the quorum and settings wanted, and knows exactly
+    the members: one that remembers removed members is reset (SENTINEL RESET), then waited on
+    until it has found the others again, before the next one is reset."""
+    actions: list[str] = []
+    members = input.target.members
+    with redis_cli(input.target) as cli:
+        status = wait_status(cli, SETTLE_SECONDS, done=lambda s: not any(m.sentinel.failing_over for m in s.members))
+        primary = _named_primary(cli, status)
+        if primary is None:
+            raise ApplicationError(f"{cli.where()}: no sentinel monitors a primary", type="RedisUnhealthy")
+        wanted = {"down-after-milliseconds": str(input.params.down_after_ms),
+                  "failover-timeout": str(input.params.failover_timeout_ms),
+                  "parallel-syncs": str(input.params.parallel_syncs)}
+        if down := [m.name for m in status.members if not m.sentinel_up]:
+            raise ApplicationError(f"{cli.where()}: the sentinels on {', '.join(down)} do not answer",
+                                   type="RedisUnhealthy")
+        for m in members:
+            info = status.member(m.name)
+            assert info is not None
+            v = info.sentinel
+            if not v.monitoring or v.quorum != input.params.quorum or v.settings != wanted:
+                _watch(cli, m, info, primary, input.params)
+                actions.append(f"sentinel on {m.name}: quorum {input.params.quorum}, settings")
+        for m in members:
+            info = status.member(m.name)
+            assert info is not None
+            if not _forgets(info, members):
+                continue
+            heartbeat(f"sentinel on {m.name} forgets removed members")
+            cli.sentinel(m, f"SENTINEL RESET {cli.target.master}")
+            actions.append(f"sentinel on {m.name} reset")
+
+            def found(s: RedisStatus, name: str = m.name) -> bool:
+                again = s.member(name)
+                others = [o for o in s.members if o.name != name]
+                return (again is not None and again.sentinel.monitoring and not _forgets(again, members)
+                        and all(o.ip in again.sentinel.sentinels for o in others)
+                        and all(o.ip in again.sentinel.replicas for o in s.members if o.name != s.primary))
+
+            wait_status(cli, input.timeout_seconds, done=found)
+    return SentinelsResult(actions=actions)
