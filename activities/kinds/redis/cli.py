@@ -77,6 +77,48 @@ class RedisCli:
         out = self.run("\n".join(lines) + "\n", "status")
         return status(self.target.members, sections(out), member)
 
+    def failover(self, old: MemberAddress, sentinel: MemberAddress, pause_ms: int, seconds: float) -> str:
+        """One script, so the steps follow each other within milliseconds: pause writes on the
+        primary, wait until every replica has all it wrote, ask Sentinel to fail over, and once a
+        replica runs as primary make the old one its replica and let the writes go (they meet a
+        replica: READONLY). Prints the new primary's address. The pause ends by itself after
+        `pause_ms` whatever happens; kept below Sentinel's down-after, it never makes Sentinel
+        think the old primary is down (its PUBLISH waits too)."""
+        q = shlex.quote
+        others = " ".join(q(m.ip) for m in self.target.members if m.ip != old.ip)
+        ip, master = q(old.ip), q(self.target.master)
+        body = rf"""
+        now() {{ date +%s.%N | cut -c1-14; }}
+        offset() {{ rc "$1" {REDIS_PORT} INFO replication | tr -d '\r' | sed -n "s/^$2://p"; }}
+        trap 'rc {ip} {REDIS_PORT} CLIENT UNPAUSE >/dev/null 2>&1' EXIT
+        rc {ip} {REDIS_PORT} CLIENT PAUSE {pause_ms} WRITE >/dev/null
+        paused=$(now)
+        want=$(offset {ip} master_repl_offset)
+        for other in {others}; do
+          n=0
+          until [ "$(offset "$other" slave_repl_offset)" -ge "${{want:-0}}" ] 2>/dev/null || [ $n -ge 50 ]; do
+            n=$((n + 1)); sleep 0.02
+          done
+        done
+        caught=$(now)
+        out=$(printf 'SENTINEL FAILOVER %s\n' {master} | rc {q(sentinel.ip)} {SENTINEL_PORT})
+        case "$out" in *INPROG*|OK) ;; *) echo "$out"; exit 3;; esac
+        end=$(( $(date +%s) + {int(seconds)} ))
+        while [ "$(date +%s)" -lt "$end" ]; do
+          for other in {others}; do
+            if [ "$(rc "$other" {REDIS_PORT} ROLE | head -n 1 | tr -d '\r')" = master ]; then
+              printf 'REPLICAOF %s {REDIS_PORT}\nCONFIG REWRITE\n' "$other" | rc {ip} {REDIS_PORT} >/dev/null
+              echo "$other $paused $caught $(now)"
+              exit 0
+            fi
+          done
+          sleep 0.05
+        done
+        echo "no replica was promoted within {int(seconds)}s"
+        exit 4
+        """
+        return self.run("\n".join(line.strip() for line in body.splitlines()) + "\n", "failover").strip()
+
     def redis(self, member: MemberAddress, *commands: str) -> str:
         """Commands (one a line) for a member's Redis; a reply that is an error fails the call."""
         return self._ask(member, REDIS_PORT, commands)

@@ -93,37 +93,66 @@ def redis_attach(input: AttachInput) -> AttachResult:
 @activity.defn
 def redis_failover(input: FailoverInput) -> FailoverResult:
     """Move the primary away from `away_from` through Sentinel, unless it has moved already or a
-    failover runs (then only wait for it): never a second failover for one request."""
+    failover runs (then only finish it): never a second failover for one request.
+
+    No acknowledged write is lost (cli.failover): writes on the old primary wait while Sentinel
+    promotes a replica that has them all, and the old primary becomes its replica the moment the
+    promotion shows. Sentinel would convert it only when it next asks it, seconds later, and the
+    writes it took meanwhile would be lost. The waiting clients then meet a replica (READONLY)
+    and find the new primary through Sentinel."""
     victim = input.away_from
     with redis_cli(input.target) as cli:
-        def settled(s: RedisStatus) -> bool:
-            moving = any(m.sentinel.failing_over for m in s.members)
-            return not moving and s.primary is not None
+        status = wait_status(cli, SETTLE_SECONDS, done=_settled)
+        old = next(m for m in input.target.members if m.name == victim)
+        asked, detail = status.primary == victim, f"{victim} was no longer the primary"
+        if asked:
+            if len(input.target.members) < 2:
+                raise ApplicationError(f"{cli.where()}: {victim} is the only member: nothing to fail over to",
+                                       type="NoReplica", non_retryable=True)
+            heartbeat(f"failover away from {victim}")
+            try:
+                detail = _timeline(victim, cli.failover(old, _sentinel_to_ask(status, cli.target.members, victim),
+                                                        input.pause_ms, 30))
+            except ApplicationError as err:
+                if "NOGOODSLAVE" in str(err):
+                    raise ApplicationError(f"{cli.where()}: failover away from {victim}: no replica can take over"
+                                           " yet", type="NoReplica") from None
+                raise
+        # Also after a retry: Sentinel's choice spread to every Sentinel, the old primary its replica.
+        status = wait_status(cli, input.timeout_seconds,
+                             done=lambda s: _settled(s) and s.primary not in (None, victim))
+        new = next(m for m in input.target.members if m.name == status.primary)
+        was = status.member(victim)
+        if was is not None and was.up and not (was.role == "slave" and was.primary == new.ip):
+            cli.redis(old, f"REPLICAOF {new.ip} {REDIS_PORT}", "CONFIG REWRITE", "CLIENT UNPAUSE")
 
-        status = wait_status(cli, SETTLE_SECONDS, done=settled)
-        if status.primary != victim:
-            return FailoverResult(primary=status.primary or "", failed_over=False)
-        if len(input.target.members) < 2:
-            raise ApplicationError(f"{cli.where()}: {victim} is the only member: nothing to fail over to",
-                                   type="NoReplica", non_retryable=True)
-        asked = next((m for m in input.target.members if m.name != victim and (i := status.member(m.name))
-                      and i.sentinel_up), None) or next(m for m in input.target.members if m.name == victim)
-        heartbeat(f"failover away from {victim}")
-        try:
-            cli.sentinel(asked, f"SENTINEL FAILOVER {cli.target.master}")
-        except ApplicationError as err:
-            if "INPROG" not in str(err):
-                kind = "NoReplica" if "NOGOODSLAVE" in str(err) else "RedisError"
-                raise ApplicationError(f"{cli.where()}: failover away from {victim}: no replica can take over yet"
-                                       if kind == "NoReplica" else str(err), type=kind) from None
+        def follows(s: RedisStatus) -> bool:
+            again = s.member(victim)
+            follower = again is not None and again.role == "slave" and again.primary == new.ip
+            return _settled(s) and (again is None or not again.up or follower)
 
-        def moved(s: RedisStatus) -> bool:
-            old, new = s.member(victim), s.member(s.primary or "")
-            follows = old is None or not old.up or (new is not None and old.role == "slave" and old.primary == new.ip)
-            return settled(s) and s.primary not in (None, victim) and follows
+        status = wait_status(cli, input.timeout_seconds, done=follows)
+        return FailoverResult(primary=status.primary or "", failed_over=asked, detail=detail)
 
-        status = wait_status(cli, input.timeout_seconds, done=moved)
-        return FailoverResult(primary=status.primary or "", failed_over=True)
+
+def _timeline(victim: str, printed: str) -> str:
+    """"<new ip> <paused> <caught up> <demoted>" (epoch seconds) as one line for the history."""
+    try:
+        new, paused, caught, demoted = printed.split()[-4:]
+        return (f"writes on {victim} paused {float(demoted) - float(paused):.2f}s (replicas caught up in"
+                f" {float(caught) - float(paused):.2f}s); {new} promoted, {victim} its replica")
+    except ValueError:
+        return printed[-200:]
+
+
+def _settled(s: RedisStatus) -> bool:
+    return s.primary is not None and not any(m.sentinel.failing_over for m in s.members)
+
+
+def _sentinel_to_ask(status: RedisStatus, members: list[MemberAddress], victim: str) -> MemberAddress:
+    """A Sentinel that answers, one beside a replica first."""
+    up = [m for m in members if (i := status.member(m.name)) is not None and i.sentinel_up]
+    return next((m for m in up if m.name != victim), up[0] if up else members[0])
 
 
 def _forgets(info: RedisMemberInfo, members: list[MemberAddress]) -> bool:
@@ -140,7 +169,7 @@ def redis_sentinels(input: SentinelsInput) -> SentinelsResult:
     actions: list[str] = []
     members = input.target.members
     with redis_cli(input.target) as cli:
-        status = wait_status(cli, SETTLE_SECONDS, done=lambda s: not any(m.sentinel.failing_over for m in s.members))
+        status = wait_status(cli, SETTLE_SECONDS, done=_settled)
         primary = _named_primary(cli, status)
         if primary is None:
             raise ApplicationError(f"{cli.where()}: no sentinel monitors a primary", type="RedisUnhealthy")

@@ -154,12 +154,14 @@ class AttachResult(Model):
 class FailoverInput(Model):
     target: RedisTarget
     away_from: str  # a member; nothing is done when it is no longer primary
+    pause_ms: int  # writes wait on the old primary at most this long (below Sentinel's down-after)
     timeout_seconds: float = 120
 
 
 class FailoverResult(Model):
     primary: str
     failed_over: bool  # False: the primary had already moved (a retried or replayed step)
+    detail: str = ""  # how long writes waited, for the history
 
 
 class SentinelsInput(Model):

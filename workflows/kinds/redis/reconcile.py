@@ -145,15 +145,17 @@ class RedisReconcile:
 
     async def failover(self, away_from: str) -> FailoverResult:
         """Sentinel moves the primary off `away_from`; a no-op once it is not the primary."""
-        return await workflow.execute_activity(
+        result = await workflow.execute_activity(
             redis_failover,
-            FailoverInput(target=self.target(), away_from=away_from,
+            FailoverInput(target=self.target(), away_from=away_from, pause_ms=self.params().down_after_ms // 2,
                           timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(minutes=2),
             heartbeat_timeout=HEARTBEAT,
             retry_policy=REDIS_RETRY,
             summary=f"failover away from {away_from}",
         )
+        workflow.logger.info("cluster %s: failover away from %s: %s", self.ctx.name, away_from, result.detail)
+        return result
 
     async def sentinels(self) -> list[str]:
         result = await workflow.execute_activity(

@@ -109,10 +109,10 @@ class AddMember(Step[RedisReconcile]):
 
 
 def _leaving(view: View) -> list[NodeStatus]:
-    """The members a scale-down removes: from the end of the pool, as the machines were added."""
+    """The members a scale-down removes: from the end of the pool, the last added first."""
     spec: RedisCluster = view.spec
     surplus = len(view.nodes) - spec.members.nodes
-    return view.nodes[-surplus:] if surplus > 0 and _joined(view) else []
+    return list(reversed(view.nodes[-surplus:])) if surplus > 0 and _joined(view) else []
 
 
 class FailoverFrom(Step[RedisReconcile]):
