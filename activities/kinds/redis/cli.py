@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from orbiter.activities.progress import heartbeating
 from orbiter.activities.remote import Remote
 from orbiter.models.errors import one_line
 from orbiter.models.kinds.redis.messages import (
@@ -26,7 +27,7 @@ from orbiter.models.kinds.redis.messages import (
 
 from .observe import MARK, sections, status
 
-CALL_TIMEOUT = 5  # seconds for one redis-cli call; a member that is down answers nothing
+CALL_TIMEOUT = 3  # seconds for one redis-cli call; a member that is down answers nothing
 SCRIPT_TIMEOUT = 60.0
 
 
@@ -67,14 +68,16 @@ class RedisCli:
         lines = ['d=$(mktemp -d)', "trap 'rm -rf \"$d\"' EXIT"]
         for i, m in enumerate(self.target.members):
             lines.append(f"rc {q(m.ip)} {REDIS_PORT} INFO replication server > $d/a.{i} 2>&1 &")
-        lines.append("wait")
-        for i, m in enumerate(self.target.members):
-            lines.append(f"rc {q(m.ip)} {REDIS_PORT} INFO replication server > $d/b.{i} 2>&1 &")
             lines.append(f"{asks} | rc {q(m.ip)} {SENTINEL_PORT} --json > $d/s.{i} 2>&1 &")
+        lines.append("wait")
+        for i, m in enumerate(self.target.members):  # a member that did not answer is not asked again
+            lines.append(f"if grep -q '^role:' $d/a.{i}; then rc {q(m.ip)} {REDIS_PORT} INFO replication server"
+                         f" > $d/b.{i} 2>&1 & else : > $d/b.{i}; fi")
         lines.append("wait")
         for i in range(len(self.target.members)):
             lines += [f"echo '{MARK}{part} {i}'; cat $d/{part}.{i}" for part in ("a", "b", "s")]
-        out = self.run("\n".join(lines) + "\n", "status")
+        with heartbeating("asking every member"):  # a session to a machine that died hangs a while
+            out = self.run("\n".join(lines) + "\n", "status")
         return status(self.target.members, sections(out), member)
 
     def failover(self, old: MemberAddress, sentinel: MemberAddress, pause_ms: int, seconds: float) -> str:

@@ -80,11 +80,15 @@ class RedisReconcile:
 
     def target(self, members: list[RedisMember] | None = None) -> RedisTarget:
         members = [m for m in (members or self.members) if m.name in self.ctx.state.machines]
+        # redis-cli runs on the first machine that answers: replicas last seen ready first, then
+        # the primary, so the death of the primary (what a watch is for) costs no SSH timeout.
+        order = {n.machine: (not n.ready, bool(n.leader)) for n in self.ctx.state.status.nodes}
+        via = sorted(members, key=lambda m: order.get(m.name, (True, False)))
         return RedisTarget(
             cluster=self.ctx.name,
             master=self.ctx.name,
             members=[MemberAddress(name=m.name, ip=self.ip(m)) for m in members],
-            via=[self.ctx.state.machines[m.name] for m in members],
+            via=[self.ctx.state.machines[m.name] for m in via],
             tls=self.spec.tls,
             secrets=self.ctx.desired.secrets,
         )
