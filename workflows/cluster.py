@@ -116,26 +116,19 @@ class ClusterWorkflow:
         of a kind that watches is observed again every driftInterval; False when its history
         asks to continue as new first."""
         while True:
-            runbook = self._watching()
-            if runbook is None:
+            desired = self.state.desired
+            runbook = RUNBOOKS[desired.spec.kind] if desired else None
+            if desired is None or runbook is None or not runbook.watches or self.state.status.phase != "Ready":
                 await workflow.wait_condition(self._work_pending)
                 return True
-            assert self.state.desired is not None
             try:
-                await workflow.wait_condition(
-                    self._work_pending, timeout=timedelta(seconds=self.state.desired.drift_interval_seconds))
+                await workflow.wait_condition(self._work_pending,
+                                              timeout=timedelta(seconds=desired.drift_interval_seconds))
                 return True
             except TimeoutError:
                 await self._watch(runbook)
             if workflow.info().is_continue_as_new_suggested():
                 return False
-
-    def _watching(self) -> Runbook | None:
-        desired = self.state.desired
-        if desired is None or desired.spec.destroyed or self.state.status.phase != "Ready":
-            return None
-        runbook = RUNBOOKS[desired.spec.kind]
-        return runbook if runbook.watches else None
 
     async def _watch(self, runbook: Runbook) -> None:
         """Observation only: no step, no phase change; current.yml is written when it changed."""
