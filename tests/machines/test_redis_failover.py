@@ -112,8 +112,11 @@ def power_off(machines: LocalMachines, machine_id: str) -> None:
     for p in [pid, *nspawn.descendants(pid)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
-    nspawn.reap(pid)
-    assert not machines.is_running(machine_id)
+    deadline = time.monotonic() + 10
+    while machines.is_running(machine_id):
+        assert time.monotonic() < deadline, f"{machine_id} still runs after SIGKILL"
+        nspawn.reap(pid)
+        time.sleep(0.05)
 
 
 async def agent(client: Client, orb: str, machine: str) -> NodeAgentStatus:

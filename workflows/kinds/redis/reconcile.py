@@ -94,8 +94,12 @@ class RedisReconcile:
         )
 
     def params(self) -> SentinelParams:
+        """A majority quorum. Every replica follows a new primary at once (parallel-syncs): after a
+        failover they resync partially from the promoted one, so there is no wave of full syncs to
+        spread out, and a replica just released cannot hold the others up until its timeout."""
         return SentinelParams(quorum=quorum(len(self.members)), down_after_ms=self.spec.sentinel.down_after_ms(),
-                              failover_timeout_ms=self.spec.sentinel.failover_timeout_ms())
+                              failover_timeout_ms=self.spec.sentinel.failover_timeout_ms(),
+                              parallel_syncs=max(1, len(self.members) - 1))
 
     def node_spec(self, member: RedisMember) -> NodeSpec:
         return config.member_spec(self.ctx.name, self.spec, member.name, self.ip(member), self.versions,
