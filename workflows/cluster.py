@@ -10,6 +10,7 @@ silently. The kind's runbook is found in the registry (models/kinds): nothing he
 import asyncio
 from datetime import timedelta
 from importlib import import_module
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -70,7 +71,8 @@ class ClusterWorkflow:
         self.reporter = asyncio.create_task(self._reporter())
         await workflow.wait_condition(lambda: self.state.desired is not None)
         while True:
-            await workflow.wait_condition(self._work_pending)
+            if not await self._wait_for_work():
+                await self._continue_as_new()
             desired = self.state.desired
             assert desired is not None
             if self.paused:
@@ -95,16 +97,55 @@ class ClusterWorkflow:
                 await self._set_phase("Destroyed" if desired.spec.destroyed else "Ready")
             reconciles += 1
             if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                await workflow.wait_condition(lambda: not self.report_due and not self.reporting)
-                workflow.continue_as_new(
-                    ClusterInput(
-                        orb=self.input.orb,
-                        cluster=self.input.cluster,
-                        gitops_workflow_id=self.input.gitops_workflow_id,
-                        state=self.state,
-                    )
-                )
+                await self._continue_as_new()
+
+    async def _continue_as_new(self) -> NoReturn:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(lambda: not self.report_due and not self.reporting)
+        workflow.continue_as_new(
+            ClusterInput(
+                orb=self.input.orb,
+                cluster=self.input.cluster,
+                gitops_workflow_id=self.input.gitops_workflow_id,
+                state=self.state,
+            )
+        )
+
+    async def _wait_for_work(self) -> bool:
+        """Until a commit, a retry or a pause needs a reconcile (True). Meanwhile a Ready cluster
+        of a kind that watches is observed again every driftInterval; False when its history
+        asks to continue as new first."""
+        while True:
+            desired = self.state.desired
+            runbook = RUNBOOKS[desired.spec.kind] if desired else None
+            if desired is None or runbook is None or not runbook.watches or self.state.status.phase != "Ready":
+                await workflow.wait_condition(self._work_pending)
+                return True
+            try:
+                await workflow.wait_condition(self._work_pending,
+                                              timeout=timedelta(seconds=desired.drift_interval_seconds))
+                return True
+            except TimeoutError:
+                await self._watch(runbook)
+            if workflow.info().is_continue_as_new_suggested():
+                return False
+
+    async def _watch(self, runbook: Runbook) -> None:
+        """Observation only: no step, no phase change; current.yml is written when it changed."""
+        assert self.state.desired is not None
+        before = self.state.status.model_dump_json()
+
+        async def quiet(*_: object) -> None:
+            return None
+
+        ctx = ClusterContext(orb=self.input.orb, name=self.input.cluster, state=self.state,
+                             desired=self.state.desired, step=quiet, checkpoint=quiet, report=quiet)
+        try:
+            await runbook.watch(ctx)
+        except (ActivityError, ApplicationError) as err:
+            workflow.logger.info("cluster %s: watching failed: %s", self.input.cluster, error_line(err))
+        if self.state.status.model_dump_json() != before:
+            await self.report()
 
     async def _reconcile(self, desired: DesiredUpdate) -> None:
         """Plan the kind's runbook for `desired`, show the plan, run it; idempotent, so running it

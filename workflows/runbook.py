@@ -44,6 +44,12 @@ class Runbook(ABC, Generic[R]):
 
     steps: Sequence[Step[R]]
     destroy_steps: Sequence[Step[R]]
+    # A kind whose clusters change without orbiter (a Redis failover) re-observes a Ready cluster
+    # every driftInterval, so current.yml follows it; `watch` observes only and changes nothing.
+    watches: bool = False
+
+    async def watch(self, ctx: ClusterContext) -> None:
+        """Observe a Ready cluster again into ctx.state.status (kinds with `watches`)."""
 
     def plan(self, view: View) -> list[PlannedStep]:
         steps = self.destroy_steps if view.spec.destroyed else self.steps

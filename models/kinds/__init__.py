@@ -8,7 +8,7 @@ from pydantic import Field
 
 from .base import Kind, KindProblem, KindSpec, KindState, MemberBase, PlannedStep, PoolRef, PortRule, Refused, View
 
-REGISTERED = ("etcd", "kubernetes")
+REGISTERED = ("etcd", "kubernetes", "redis")
 
 KINDS: dict[str, Kind] = {name: import_module(f"{__name__}.{name}").KIND for name in REGISTERED}
 Cluster = Annotated[Union[tuple(k.spec for k in KINDS.values())], Field(discriminator="kind")]  # noqa: UP007

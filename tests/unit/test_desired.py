@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orbiter.cli.app import app
+from orbiter.models.kinds import KINDS
 from orbiter.models.kinds.etcd.spec import EtcdCluster
 from orbiter.models.kinds.kubernetes.spec import KubernetesCluster
 from orbiter.models.load import DesiredStateError, load_desired
@@ -286,7 +287,7 @@ CASES = {
         edit("      kind: etcd", "      kind: nomad"),
         "kind: nomad",
         "clusters.meta.kind",
-        "unknown kind 'nomad' (kinds: etcd, kubernetes)",
+        f"unknown kind 'nomad' (kinds: {', '.join(KINDS)})",
     ),
     "unknown-provider-kind": (
         edit("      kind: gce", "      kind: aws"),
