@@ -50,6 +50,13 @@ def test_defaults_tls_on_aof_off_sentinel_5s():
     assert (s.sentinel.down_after_ms(), s.sentinel.failover_timeout_ms()) == (5000, 60000)
 
 
+@pytest.mark.parametrize("tls", ["true", "false"])
+def test_a_firewalled_provider_opens_the_redis_and_sentinel_ports(tls: str):
+    """GCE opens exactly member_ports() between members: a missing port would stop replication."""
+    rules = spec(f"      tls: {tls}\n").member_ports()
+    assert [(r.protocol, r.ports) for r in rules] == [("tcp", ["6379", "26379"])]
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ("      flags: {replicaof: 10.0.0.1 6379}\n", "replicaof cannot be a flag: which member is primary is Sentinel's"),
     ("      flags: {tls-port: 6380}\n", "tls-port cannot be a flag"),

@@ -12,7 +12,8 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from orbiter.models.base import Spec
 from orbiter.models.duration import Duration, parse_duration
-from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef
+from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef, PortRule
+from orbiter.models.kinds.redis.messages import REDIS_PORT, SENTINEL_PORT
 
 ROLE = "member"
 _MEMORY = re.compile(r"^\d+(b|k|kb|m|mb|g|gb)?$", re.IGNORECASE)
@@ -113,6 +114,10 @@ class RedisCluster(KindSpec):
 
     def summary(self) -> str:
         return f"redis {self.version}"
+
+    def member_ports(self) -> list[PortRule]:
+        # TLS replaces the plain ports rather than adding ports, so the rule is the same either way.
+        return [PortRule(ports=[str(REDIS_PORT), str(SENTINEL_PORT)], why="replication and Sentinel")]
 
 
 class RedisMember(MemberBase):
