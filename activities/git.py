@@ -22,7 +22,7 @@ from orbiter.models.load import DesiredStateError, load_desired
 from orbiter.models.secrets import SecretsError, merge_sealed
 from orbiter.worker.masterkey import load_master_key
 
-from .repo import GitError, git, read_file, remote_head, state_dir
+from .repo import GitError, commit_subject, git, read_file, remote_head, state_dir
 
 AUTHOR = ["-c", "user.name=orbiter", "-c", "user.email=orbiter@localhost"]
 MAX_PUSH_ATTEMPTS = 10
@@ -52,7 +52,8 @@ def read_desired(input: ReadDesiredInput) -> ReadDesiredResult:
     except DesiredStateError as err:
         rejected = Rejected(commit=input.commit, file=err.file, line=err.line, message=str(err))
         return ReadDesiredResult(commit=input.commit, digest=digest, rejected=rejected)
-    return ReadDesiredResult(commit=input.commit, digest=digest, orb=orb)
+    return ReadDesiredResult(commit=input.commit, digest=digest, orb=orb,
+                             subject=commit_subject(input.repo, input.commit))
 
 
 def _worktree(input: WriteBackInput) -> Path:

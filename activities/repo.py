@@ -130,3 +130,8 @@ def _read_file(repo_json: str, commit: str, name: str) -> str | None:
     path = ensure_commit(repo, commit)
     out = git(repo, "show", f"{commit}:{name}", cwd=path, check=False)
     return out.stdout if out.returncode == 0 else None
+
+def commit_subject(repo: RepoRef, commit: str) -> str:
+    """The first line of a commit's message: what notifications and history say a change was."""
+    out = git(repo, "log", "-1", "--format=%s", commit, cwd=ensure_commit(repo, commit), check=False)
+    return out.stdout.strip()[:200] if out.returncode == 0 else ""

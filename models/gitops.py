@@ -23,6 +23,8 @@ class GitOpsState(Model):
     dirty: bool = False
     poll_interval_seconds: float = 30.0
     keyed_providers: list[str] = []  # providers whose keys exist (names); a new one needs ensure_provider_keys
+    desired_subject: str = ""
+    notices: int = 0  # notifications made so far: the next one's number, part of its delivery id
 
 
 class PollRemoteInput(Model):
@@ -42,6 +44,7 @@ class ReadDesiredResult(Model):
     commit: str
     digest: str  # of desired.yml, so a commit that changes only current.yml is recognised
     orb: Orb | None = None
+    subject: str = ""  # the commit message's first line
     rejected: Rejected | None = None
 
 
@@ -72,6 +75,16 @@ class SyncResult(Model):
     commit: str | None  # the branch head the poll saw
     status: OrbStatus
     ok: bool  # every cluster Ready (or Destroyed) at that commit, nothing rejected, no git error
+
+
+class OrbInfo(Model):
+    """What the GitOps workflow tells commands about its orb: the repository (history reads its
+    git log), the desired commit, and the receiver's secret."""
+
+    orb: str | None
+    repo: RepoRef
+    commit: str | None  # the desired commit in force
+    receiver_secret: str | None  # desired.yml's receiver.secret; None: the orb takes no push hooks
 
 
 class ClusterReport(Model):

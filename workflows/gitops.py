@@ -18,13 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.activities.temporal_ops import TemporalOps
     from orbiter.models.cluster import DesiredUpdate, SignalClusterInput
     from orbiter.models.current import ClusterStatus, OrbStatus
-    from orbiter.models.desired import Orb, cluster_providers
+    from orbiter.models.desired import Orb, change_control, cluster_providers
     from orbiter.models.duration import parse_duration
     from orbiter.models.errors import error_line
     from orbiter.models.gitops import (
         ClusterReport,
         GitOpsInput,
         GitOpsState,
+        OrbInfo,
         PokeInput,
         PollRemoteInput,
         ReadDesiredInput,
@@ -37,10 +38,12 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.provision import EnsureKeysInput
     from orbiter.models.refs import SecretsRef
 
+from .notify import Notifier
+
 # Reports that arrive within this window leave in one commit.
 BATCH_WINDOW = timedelta(seconds=1)
 # A cluster arriving at one of these is news an operator waits for: written without the window.
-SETTLED = {"Ready", "Blocked", "Paused", "Destroyed"}
+SETTLED = {"Ready", "Blocked", "Paused", "Destroyed", "AwaitingApproval", "AwaitingWindow"}
 ITERATIONS_BEFORE_CONTINUE_AS_NEW = 500
 GIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3
@@ -59,6 +62,7 @@ class GitOpsWorkflow:
         self.polls_started = 0
         self.polls_finished = 0
         self.head: str | None = None
+        self.notifier = Notifier()
 
     @workflow.run
     async def run(self, input: GitOpsInput) -> None:
@@ -78,6 +82,7 @@ class GitOpsWorkflow:
             iterations += 1
             if iterations >= ITERATIONS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await self.notifier.drain()
                 workflow.continue_as_new(GitOpsInput(repo=self.repo, state=self.state))
             interval = timedelta(seconds=self.state.poll_interval_seconds)
             try:
@@ -136,6 +141,7 @@ class GitOpsWorkflow:
                 status.rejected = result.rejected
                 self.state.desired_digest = result.digest
                 self.state.dirty = True
+                self._notify_rejected(result)
             return
         orb = result.orb
         # Keys are generated once per provider; a commit that adds none costs no activity.
@@ -155,6 +161,7 @@ class GitOpsWorkflow:
         self.state.orb = orb
         self.state.desired_commit = result.commit
         self.state.desired_digest = result.digest
+        self.state.desired_subject = result.subject
         self.state.poll_interval_seconds = parse_duration(orb.spec.poll_interval).total_seconds()
         status.orb = orb.metadata.name
         status.commit = result.commit
@@ -169,6 +176,20 @@ class GitOpsWorkflow:
             cluster_status.orphaned = name not in orb.spec.clusters
         self.state.dirty = True
 
+    def _notify_rejected(self, result: ReadDesiredResult) -> None:
+        """Told with the sinks of the last valid desired.yml: the rejected one cannot be trusted."""
+        orb, rejected = self.state.orb, result.rejected
+        if orb is None or not orb.spec.notify or rejected is None or self.state.desired_commit is None:
+            return
+        self.state.notices += 1
+        where = f"{rejected.file}:{rejected.line}" if rejected.line else rejected.file
+        self.notifier.send(self.state.notices, orb.spec.notify,
+                           SecretsRef(repo=self.repo, commit=self.state.desired_commit,
+                                      extra=dict(self.state.pending_secrets)),
+                           "Rejected", orb.metadata.name,
+                           f"commit {result.commit[:12]} rejected, {self.state.desired_commit[:12]} stays in force:"
+                           f" {where}: {rejected.message}", commit=result.commit)
+
     async def _signal_cluster(self, orb: Orb, name: str, commit: str) -> None:
         cluster = orb.spec.clusters[name]
         providers = cluster_providers(orb, cluster)
@@ -180,6 +201,9 @@ class GitOpsWorkflow:
             secrets=SecretsRef(repo=self.repo, commit=commit, extra=dict(self.state.pending_secrets)),
             drift_interval_seconds=parse_duration(orb.spec.drift_interval).total_seconds(),
             max_parallel=orb.spec.max_parallel,
+            control=change_control(orb, cluster),
+            notify=orb.spec.notify,
+            subject=self.state.desired_subject,
         )
         try:
             await workflow.execute_activity(
@@ -249,6 +273,12 @@ class GitOpsWorkflow:
     def status(self) -> OrbStatus:
         return self.state.status
 
+    @workflow.query
+    def about(self) -> OrbInfo:
+        orb = self.state.orb
+        return OrbInfo(orb=orb.metadata.name if orb else None, repo=self.repo, commit=self.state.desired_commit,
+                       receiver_secret=orb.spec.receiver.secret if orb and orb.spec.receiver else None)
+
     @workflow.update
     async def sync(self, input: SyncInput) -> SyncResult:
         """Poll now and return once every cluster settled at what that poll found: one call for
@@ -278,8 +308,11 @@ class GitOpsWorkflow:
             if c is None:
                 return False
             done = c.phase in ("Ready", "Destroyed") and c.commit == target
-            # A paused cluster applies nothing until resumed; a blocked one waits for an operator.
-            stuck = c.phase == "Paused" or (c.phase == "Blocked" and c.desired_commit == target)
+            # A paused cluster applies nothing until resumed; a blocked one waits for an operator, as
+            # does a plan awaiting approval or a window; a rejected plan is settled for good.
+            waiting = c.phase in ("Blocked", "AwaitingApproval", "AwaitingWindow") and c.desired_commit == target
+            rejected = c.approval is not None and c.approval.commit == target and c.approval.state == "rejected"
+            stuck = c.phase == "Paused" or waiting or rejected
             if not (done or stuck):
                 return False
         return True

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictInt
 
 from orbiter.models.base import Model, Spec
+from orbiter.models.change import Approval, GateClass, Maintenance
 from orbiter.models.current import NodeStatus
 from orbiter.models.names import Name
 from orbiter.models.providers import ProviderSpec
@@ -47,6 +48,8 @@ class KindSpec(Spec):
     kind: str
     paused: StrictBool = False
     destroyed: StrictBool = False
+    approval: Approval | None = None  # else the orb's
+    maintenance: Maintenance | None = None  # else the orb's
 
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         """Every pool the cluster takes machines from, with the field path that names it."""
@@ -92,6 +95,8 @@ class PlannedStep(Model):
     name: str
     description: str
     changes: bool = True  # False: bookkeeping that changes nothing when all is as desired
+    gate: GateClass | None = None  # what `approval.for` must list for this step to wait for an approval
+    disruptive: bool = False  # waits for a maintenance window (rolls, upgrades, reboots, scale-down)
     machines: list[str] = []
     group: str | None = None
     version: str | None = None
