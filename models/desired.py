@@ -8,7 +8,7 @@ models/kinds); each checks its own fields, and the references between them are c
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictInt, StrictStr
 
 from .base import Spec
 from .change import Approval, ChangeControl, Maintenance
@@ -25,7 +25,7 @@ class Receiver(Spec):
     """`receiver: {secret: NAME}`: git servers' push hooks for this orb are checked against this
     secret (`orbiter receiver`); without it the receiver refuses them."""
 
-    secret: Name
+    secret: StrictStr
 
 
 class OrbSpec(Spec):
