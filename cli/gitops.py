@@ -67,7 +67,8 @@ def takeoff(repo: RepoOpt, branch: BranchOpt = "main", repo_key: RepoKeyOpt = No
 
 def poke(repo: OptionalRepoOpt = None, branch: BranchOpt = "main",
          wait: Annotated[bool, typer.Option("--wait", help="wait until the pushed commit is applied; "
-                                            "exit 1 if a cluster is Blocked or Paused or the commit rejected")] = False,
+                                            "exit 1 if a cluster is Blocked, Paused or awaiting an approval or"
+                                            " window, or the commit or its plan rejected")] = False,
          timeout: Annotated[float, typer.Option("--timeout", help="seconds --wait waits at most")] = 3600,
          output: OutputOpt = Output.table) -> None:
     """Check the repository now instead of at the next poll (for git hooks and CI jobs)."""

@@ -53,13 +53,17 @@ def current_versions(repo: RepoRef, limit: int) -> list[str]:
 def collect(versions: list[OrbStatus], cluster: str | None) -> list[tuple[str, ChangeRecord]]:
     """Every reconcile seen in any version, the latest word on each (a later version has its end)."""
     seen: dict[Key, tuple[str, ChangeRecord]] = {}
+    order: dict[Key, int] = {}  # first seen: reconciles started in the same millisecond keep their order
     for status in versions:
         for name, c in status.clusters.items():
             if cluster is not None and name != cluster:
                 continue
             for record in c.history:
-                seen[(name, record.commit, record.started)] = (name, record)
-    return sorted(seen.values(), key=lambda item: item[1].started, reverse=True)
+                key = (name, record.commit, record.started)
+                seen[key] = (name, record)
+                order.setdefault(key, len(order))
+    keys = sorted(seen, key=lambda k: (k[2], order[k]), reverse=True)
+    return [seen[k] for k in keys]
 
 
 def history(

@@ -44,6 +44,10 @@ def notice_for(cluster: str, state: ClusterState) -> tuple[Event, str] | None:
     """The notification a phase change makes, if any: what changed, at which commit, and why."""
     status = state.status
     commit = _commit(state)
+    a = status.approval
+    if a is not None and a.state == "rejected" and state.desired is not None and a.commit == state.desired.commit:
+        kept = (status.commit or "nothing")[:12]
+        return "Rejected", f"plan {a.plan} for {commit} rejected by {a.by}: {cluster} stays at {kept}"
     if status.phase == "Ready":
         done = [s for s in status.done if s not in ("observe", "packages", "members")] or ["no change"]
         return "Ready", f"{cluster} is Ready at {commit}: {', '.join(done)}"

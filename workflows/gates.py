@@ -34,7 +34,7 @@ class PlanRejected(Exception):
 
 
 def now_iso() -> str:
-    return workflow.now().isoformat(timespec="seconds")
+    return workflow.now().isoformat(timespec="milliseconds")
 
 
 @dataclass

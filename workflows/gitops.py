@@ -287,8 +287,10 @@ class GitOpsWorkflow:
         self.poked = True
         await workflow.wait_condition(lambda: self.polls_finished > started and self._settled())
         status = self.state.status
+        target = self.state.desired_commit
         ok = status.error is None and status.rejected is None and all(
-            status.clusters[name].phase in ("Ready", "Destroyed") for name in self._clusters()
+            (c := status.clusters[name]).phase in ("Ready", "Destroyed") and c.commit == target
+            for name in self._clusters()
         )
         return SyncResult(commit=self.head, status=status, ok=ok)
 
