@@ -20,6 +20,8 @@ from ..support.flows import takeoff, wait_for
 from ..support.net import subnet
 from ..support.sink import http_sink
 from ..workflows.test_cli import ainvoke
+from ..workflows.test_replay import RECORD
+from ..workflows.test_replay import _save as save_history
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
@@ -150,6 +152,8 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             await wait_cluster(repo, c7, phase="Destroyed")
             assert not machines.list_status()
             await asyncio.sleep(2)  # deliveries still under way
+            if RECORD:  # approvals, a rejection, a window and notifications for the determinism guard
+                await save_history(client, "cluster_change_control", f"cluster/{orb}/meta", "ClusterWorkflow")
         finally:
             if wid is not None:
                 await stop_orb(client, orb, wid, machines)
