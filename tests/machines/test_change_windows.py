@@ -39,8 +39,6 @@ from ..conftest import MASTER_KEY, GitRepo
 from ..support.etcd_flows import desired, e2e_machines
 from ..support.flows import wait_for
 from ..support.net import subnet
-from ..workflows.test_replay import RECORD
-from ..workflows.test_replay import _save as save_history
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
@@ -172,8 +170,6 @@ async def test_a_roll_keeps_to_its_windows_and_apply_now_overrides(repo: GitRepo
                                         "      destroyed: true\n", "destroy")
                 await cluster.until("destroyed", lambda s: s.phase == "Destroyed" and s.commit == c4)
                 assert not machines.list_status()
-                if RECORD:  # a pause inside a window, a window's end and apply-now, for the determinism guard
-                    await save_history(env.client, "cluster_windows", cluster.handle.id, "ClusterWorkflow")
                 await cluster.handle.terminate("test over")
                 await env.client.get_workflow_handle(cluster.reports).terminate("test over")
     finally:
