@@ -22,6 +22,7 @@ from ..support.sink import http_sink
 from ..workflows.test_cli import ainvoke
 from ..workflows.test_replay import RECORD
 from ..workflows.test_replay import _save as save_history
+from .test_etcd_e2e import drift_is_put_back
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
@@ -34,7 +35,7 @@ CONTROL = """\
 """
 
 
-def orb_yaml(orb: str, nodes: int, extra: str = "", drift: str = "10m") -> str:
+def orb_yaml(orb: str, nodes: int, extra: str = "", drift: str = "5s") -> str:
     """The e2e etcd orb with change control at the orb level (every cluster's default)."""
     text = desired(orb, nodes, extra=extra, subnet=SUBNET, drift=drift)
     return text.replace("  providers:\n", CONTROL.format() + "  providers:\n", 1)
@@ -63,7 +64,8 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
         try:
             c1 = repo.push({"desired.yml": orb_yaml(orb, 2), "secrets.yml": secrets(sink.url)}, "two members")
             wid = await takeoff(client, RepoRef(url=repo.url))
-            await wait_cluster(repo, c1)
+            ready = await wait_cluster(repo, c1)
+            await drift_is_put_back(repo, ready.nodes[0])  # told as a Drift notification
             etcdctl = Etcdctl(repo, "meta", tmp_path)
             etcdctl("put", "/kept", "yes")
 
@@ -95,7 +97,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             assert len(wrong.stderr.strip().splitlines()) == 1
 
             # A newer commit voids the pending approval: its plan has another hash.
-            c4 = repo.push({"desired.yml": orb_yaml(orb, 2, drift="11m")}, "revert, and a longer drift interval")
+            c4 = repo.push({"desired.yml": orb_yaml(orb, 2, drift="6s")}, "revert, and another drift interval")
             await poke(client, wid)
             again = await wait_phase(repo, c4, "AwaitingApproval")
             assert again.approval.plan != waiting.approval.plan
@@ -119,7 +121,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             assert f"remove member {victim}" in newest["steps"] and newest["subject"].startswith("revert")
 
             # A rejected plan leaves the cluster at its last applied commit, machines and data intact.
-            c5 = repo.push({"desired.yml": orb_yaml(orb, 2, extra="      destroyed: true\n", drift="11m")}, "destroy")
+            c5 = repo.push({"desired.yml": orb_yaml(orb, 2, extra="      destroyed: true\n", drift="6s")}, "destroy")
             await poke(client, wid)
             asked = await wait_phase(repo, c5, "AwaitingApproval")
             assert asked.approval.needs == ["destroy (destroy)"]
@@ -135,7 +137,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             opens = (datetime.now(UTC) + timedelta(seconds=90)).replace(second=0, microsecond=0)
             window = (f"      maintenance: {{windows: [{{start: \"{opens:%H:%M}\", duration: 30m}}]}}\n"
                       "      flags: {heartbeatInterval: 150, electionTimeout: 1500}\n")
-            c6 = repo.push({"desired.yml": orb_yaml(orb, 2, extra=window, drift="11m")}, "faster heartbeat")
+            c6 = repo.push({"desired.yml": orb_yaml(orb, 2, extra=window, drift="6s")}, "faster heartbeat")
             await poke(client, wid)
             held = await wait_phase(repo, c6, "AwaitingWindow")
             assert held.step.startswith("Waiting for maintenance window (opens ") and not any(
@@ -145,7 +147,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             assert [s for s in rolled.done if s.startswith("roll")] == [f"roll {n.machine}" for n in rolled.nodes]
 
             # Destroy, approved.
-            c7 = repo.push({"desired.yml": orb_yaml(orb, 2, extra="      destroyed: true\n", drift="11m")}, "destroy")
+            c7 = repo.push({"desired.yml": orb_yaml(orb, 2, extra="      destroyed: true\n", drift="6s")}, "destroy")
             await poke(client, wid)
             last = await wait_phase(repo, c7, "AwaitingApproval")
             assert (await ainvoke("approve", "meta", "--plan", last.approval.plan)).exit_code == 0
@@ -168,5 +170,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
     for wanted in [("Ready", c1), ("Ready", c2), ("AwaitingApproval", c3), ("AwaitingApproval", c4), ("Ready", c4),
                    ("AwaitingApproval", c5), ("Rejected", c5), ("Ready", c6), ("Destroyed", c7)]:
         assert events.count(wanted) == 1, (wanted, events)
+    drift = [r.json for r in delivered if r.json["event"] == "Drift"]
+    assert drift and "etcd.service" in drift[0]["message"] and drift[0]["commit"] == c1
     ready = next(r.json for r in delivered if (r.json["event"], r.json["commit"]) == ("Ready", c4))
     assert f"remove member {victim}" in ready["message"] and "revert" in ready["message"]
