@@ -22,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.duration import parse_duration
     from orbiter.models.errors import error_line
     from orbiter.models.gitops import (
+        OBSERVED_MESSAGE,
+        REJECTED_MESSAGE,
         ClusterReport,
         GitOpsInput,
         GitOpsState,
@@ -125,6 +127,7 @@ class GitOpsWorkflow:
             self._set_error(f"cannot read {head.commit[:12]}: {error_line(err)}")
             return
         self.state.last_seen_commit = head.commit
+        self.state.last_applied = result.applied or result.commit
         self._set_error(None)
         await self._take(result)
 
@@ -134,10 +137,15 @@ class GitOpsWorkflow:
 
     async def _take(self, result: ReadDesiredResult) -> None:
         status = self.state.status
+        applied = result.applied or result.commit
         if result.digest == self.state.desired_digest:
-            return  # e.g. our own write-back commit: desired.yml did not change
+            return  # e.g. our own write-back commit: nothing orbiter acts on changed
+        if applied == self.state.desired_commit and result.orb is not None:
+            # Our own write-back changed secrets.yml (secrets orbiter made): nothing new from anyone.
+            self.state.desired_digest, self.state.read_commit = result.digest, result.commit
+            return
         if result.orb is None:
-            if status.rejected is None or status.rejected.commit != result.commit:
+            if status.rejected is None or status.rejected.commit != applied:
                 status.rejected = result.rejected
                 self.state.desired_digest = result.digest
                 self.state.dirty = True
@@ -159,36 +167,36 @@ class GitOpsWorkflow:
             self.state.pending_secrets.update(keys.sealed_secrets)
             self.state.keyed_providers = sorted(orb.spec.providers)
         self.state.orb = orb
-        self.state.desired_commit = result.commit
+        self.state.desired_commit = applied
+        self.state.read_commit = result.commit
         self.state.desired_digest = result.digest
         self.state.desired_subject = result.subject
         self.state.poll_interval_seconds = parse_duration(orb.spec.poll_interval).total_seconds()
         status.orb = orb.metadata.name
-        status.commit = result.commit
+        status.commit = applied
         status.rejected = None
         for name, cluster in orb.spec.clusters.items():
             current = status.clusters.get(name)
             if current is None or current.kind != cluster.kind:
                 status.clusters[name] = ClusterStatus(kind=cluster.kind)
         # Clusters are independent: tell them all at once.
-        await asyncio.gather(*(self._signal_cluster(orb, name, result.commit) for name in orb.spec.clusters))
+        await asyncio.gather(*(self._signal_cluster(orb, name, applied) for name in orb.spec.clusters))
         for name, cluster_status in status.clusters.items():
             cluster_status.orphaned = name not in orb.spec.clusters
         self.state.dirty = True
 
     def _notify_rejected(self, result: ReadDesiredResult) -> None:
         """Told with the sinks of the last valid desired.yml: the rejected one cannot be trusted."""
-        orb, rejected = self.state.orb, result.rejected
-        if orb is None or not orb.spec.notify or rejected is None or self.state.desired_commit is None:
+        orb, rejected, read = self.state.orb, result.rejected, self.state.read_commit
+        if orb is None or not orb.spec.notify or rejected is None or self.state.desired_commit is None or read is None:
             return
         self.state.notices += 1
         where = f"{rejected.file}:{rejected.line}" if rejected.line else rejected.file
         self.notifier.send(self.state.notices, orb.spec.notify,
-                           SecretsRef(repo=self.repo, commit=self.state.desired_commit,
-                                      extra=dict(self.state.pending_secrets)),
+                           SecretsRef(repo=self.repo, commit=read, extra=dict(self.state.pending_secrets)),
                            "Rejected", orb.metadata.name,
-                           f"commit {result.commit[:12]} rejected, {self.state.desired_commit[:12]} stays in force:"
-                           f" {where}: {rejected.message}", commit=result.commit)
+                           f"commit {rejected.commit[:12]} rejected, {self.state.desired_commit[:12]} stays in force:"
+                           f" {where}: {rejected.message}", commit=rejected.commit)
 
     async def _signal_cluster(self, orb: Orb, name: str, commit: str) -> None:
         cluster = orb.spec.clusters[name]
@@ -198,7 +206,8 @@ class GitOpsWorkflow:
             gitops_workflow_id=workflow.info().workflow_id,
             spec=cluster,
             providers=providers,
-            secrets=SecretsRef(repo=self.repo, commit=commit, extra=dict(self.state.pending_secrets)),
+            secrets=SecretsRef(repo=self.repo, commit=self.state.read_commit or commit,
+                               extra=dict(self.state.pending_secrets)),
             drift_interval_seconds=parse_duration(orb.spec.drift_interval).total_seconds(),
             max_parallel=orb.spec.max_parallel,
             control=change_control(orb, cluster),
@@ -220,9 +229,9 @@ class GitOpsWorkflow:
             status.phase, status.error = "Blocked", error_line(err)
 
     async def _write_back(self) -> None:
-        message = "orbiter: observed state"
+        message = OBSERVED_MESSAGE
         if self.state.status.rejected:
-            message = f"orbiter: rejected {self.state.status.rejected.commit[:12]}"
+            message = REJECTED_MESSAGE + self.state.status.rejected.commit[:12]
         sealed = dict(self.state.pending_secrets)
         self.state.dirty = False
         try:
@@ -276,7 +285,7 @@ class GitOpsWorkflow:
     @workflow.query
     def about(self) -> OrbInfo:
         orb = self.state.orb
-        return OrbInfo(orb=orb.metadata.name if orb else None, repo=self.repo, commit=self.state.desired_commit,
+        return OrbInfo(orb=orb.metadata.name if orb else None, repo=self.repo, commit=self.state.read_commit,
                        receiver_secret=orb.spec.receiver.secret if orb and orb.spec.receiver else None)
 
     @workflow.update
@@ -292,7 +301,7 @@ class GitOpsWorkflow:
             (c := status.clusters[name]).phase in ("Ready", "Destroyed") and c.commit == target
             for name in self._clusters()
         )
-        return SyncResult(commit=self.head, status=status, ok=ok)
+        return SyncResult(commit=self.state.last_applied or self.head, status=status, ok=ok)
 
     def _clusters(self) -> list[str]:
         return list(self.state.orb.spec.clusters) if self.state.orb else []
@@ -302,7 +311,7 @@ class GitOpsWorkflow:
         status = self.state.status
         if status.error is not None or self.head is None:
             return True
-        if status.rejected is not None and status.rejected.commit == self.state.last_seen_commit:
+        if status.rejected is not None and status.rejected.commit == self.state.last_applied:
             return True
         target = self.state.desired_commit
         for name in self._clusters():

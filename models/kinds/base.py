@@ -67,6 +67,11 @@ class KindSpec(Spec):
         """"etcd 3.4.23": what `orbiter plan` says is being created."""
         return self.kind
 
+    def repo_files(self) -> list[str]:
+        """Files of the orb's repository the cluster reads besides desired.yml and secrets.yml (a
+        CNI manifest): a commit that changes one is a change to apply."""
+        return []
+
 
 class MemberBase(Model):
     """A machine's part in a cluster, durable so a resumed reconcile knows how far it got."""
