@@ -190,7 +190,7 @@ class ClusterWorkflow:
 
     def _notify_phase(self) -> None:
         desired = self.state.desired
-        notice = notice_for(self.input.cluster, self.state)
+        notice = notice_for(self.input.cluster, self.state, [p.name for p in self.gates.planned if p.changes])
         if desired is None or notice is None or not desired.notify:
             return
         self.state.notices += 1

@@ -40,8 +40,9 @@ def current_details(cluster: str, state: ClusterState) -> str:
     return "\n\n".join(lines)
 
 
-def notice_for(cluster: str, state: ClusterState) -> tuple[Event, str] | None:
-    """The notification a phase change makes, if any: what changed, at which commit, and why."""
+def notice_for(cluster: str, state: ClusterState, changes: list[str]) -> tuple[Event, str] | None:
+    """The notification a phase change makes, if any: what changed (`changes`: the steps of the
+    plan that change something), at which commit, and why."""
     status = state.status
     commit = _commit(state)
     a = status.approval
@@ -49,7 +50,7 @@ def notice_for(cluster: str, state: ClusterState) -> tuple[Event, str] | None:
         kept = (status.commit or "nothing")[:12]
         return "Rejected", f"plan {a.plan} for {commit} rejected by {a.by}: {cluster} stays at {kept}"
     if status.phase == "Ready":
-        done = [s for s in status.done if s not in ("observe", "packages", "members")] or ["no change"]
+        done = [s for s in status.done if s in changes] or ["no change"]
         return "Ready", f"{cluster} is Ready at {commit}: {', '.join(done)}"
     if status.phase == "Blocked":
         failed = status.plan[len(status.done)] if len(status.done) < len(status.plan) else None
