@@ -1,6 +1,7 @@
 """Git side effects of the GitOps loop: poll the remote, read desired.yml, write current.yml back."""
 
 import hashlib
+import json
 import shutil
 import tempfile
 import time
@@ -11,6 +12,8 @@ from temporalio.exceptions import ApplicationError
 
 from orbiter.models.current import Rejected
 from orbiter.models.gitops import (
+    OBSERVED_MESSAGE,
+    REJECTED_MESSAGE,
     PollRemoteInput,
     PollRemoteResult,
     ReadDesiredInput,
@@ -19,10 +22,11 @@ from orbiter.models.gitops import (
     WriteBackResult,
 )
 from orbiter.models.load import DesiredStateError, load_desired
+from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import SecretsError, merge_sealed
 from orbiter.worker.masterkey import load_master_key
 
-from .repo import GitError, git, read_file, remote_head, state_dir
+from .repo import GitError, applied_commit, commit_subject, git, read_file, remote_head, state_dir
 
 AUTHOR = ["-c", "user.name=orbiter", "-c", "user.email=orbiter@localhost"]
 MAX_PUSH_ATTEMPTS = 10
@@ -36,23 +40,37 @@ def poll_remote(input: PollRemoteInput) -> PollRemoteResult:
         raise ApplicationError(str(err), type="GitError") from None
 
 
+def _acted_on(repo: RepoRef, commit: str, files: list[str]) -> tuple[str, str]:
+    """(digest, applied commit) of the files orbiter acts on at `commit`."""
+    contents = [(name, read_file(repo, commit, name)) for name in files]
+    digest = hashlib.sha256(json.dumps(contents).encode()).hexdigest()
+    return digest, applied_commit(repo, commit, files, (OBSERVED_MESSAGE, REJECTED_MESSAGE))
+
+
 @activity.defn
 def read_desired(input: ReadDesiredInput) -> ReadDesiredResult:
-    """desired.yml at the commit, validated; an invalid file is a result (rejected), not a failure."""
+    """desired.yml at the commit, validated; an invalid file is a result (rejected), not a failure.
+    The result names the commit the content comes from: a write-back of orbiter's on top of a
+    user's push is never what orbiter says it applied."""
     try:
         text = read_file(input.repo, input.commit, "desired.yml")
+        orb, rejected = None, None
+        if text is None:
+            rejected = Rejected(commit=input.commit, file="desired.yml", line=None, message="desired.yml is missing")
+        else:
+            try:
+                orb = load_desired(text, "desired.yml")
+            except DesiredStateError as err:
+                rejected = Rejected(commit=input.commit, file=err.file, line=err.line, message=str(err))
+        named = sorted({f for c in orb.spec.clusters.values() for f in c.repo_files()}) if orb else []
+        digest, applied = _acted_on(input.repo, input.commit, ["desired.yml", "secrets.yml", *named])
+        subject = commit_subject(input.repo, applied)
     except GitError as err:
         raise ApplicationError(str(err), type="GitError") from None
-    digest = hashlib.sha256((text or "").encode()).hexdigest()
-    if text is None:
-        rejected = Rejected(commit=input.commit, file="desired.yml", line=None, message="desired.yml is missing")
-        return ReadDesiredResult(commit=input.commit, digest=digest, rejected=rejected)
-    try:
-        orb = load_desired(text, "desired.yml")
-    except DesiredStateError as err:
-        rejected = Rejected(commit=input.commit, file=err.file, line=err.line, message=str(err))
-        return ReadDesiredResult(commit=input.commit, digest=digest, rejected=rejected)
-    return ReadDesiredResult(commit=input.commit, digest=digest, orb=orb)
+    if rejected is not None:
+        rejected.commit = applied
+    return ReadDesiredResult(commit=input.commit, applied=applied, digest=digest, orb=orb, rejected=rejected,
+                             subject=subject)
 
 
 def _worktree(input: WriteBackInput) -> Path:

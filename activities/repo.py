@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -130,3 +131,18 @@ def _read_file(repo_json: str, commit: str, name: str) -> str | None:
     path = ensure_commit(repo, commit)
     out = git(repo, "show", f"{commit}:{name}", cwd=path, check=False)
     return out.stdout if out.returncode == 0 else None
+
+def commit_subject(repo: RepoRef, commit: str) -> str:
+    """The first line of a commit's message: what notifications and history say a change was."""
+    out = git(repo, "log", "-1", "--format=%s", commit, cwd=ensure_commit(repo, commit), check=False)
+    return out.stdout.strip()[:200] if out.returncode == 0 else ""
+
+
+def applied_commit(repo: RepoRef, commit: str, paths: list[str], write_backs: tuple[str, ...]) -> str:
+    """The newest commit up to `commit` that changed one of `paths` and is not one of orbiter's
+    write-backs (their subjects start with `write_backs`): the commit a change came from, also when
+    a write-back landed on top of it before orbiter read the branch."""
+    greps = [f"--grep=^{re.escape(subject)}" for subject in write_backs]
+    out = git(repo, "log", "-1", "--format=%H", "--invert-grep", *greps, commit, "--", *paths,
+              cwd=ensure_commit(repo, commit), check=False)
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else commit

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from . import clusters, gitops, machines, repo, secret, server
+from . import clusters, gitops, history, machines, receiver, repo, secret, server
 from .codec import codec_server
 
 app = typer.Typer(
@@ -42,6 +42,11 @@ app.command()(clusters.resume)
 app.command()(clusters.retry)
 app.command()(clusters.replace)
 app.command()(clusters.reboot)
+app.command()(clusters.approve)
+app.command()(clusters.reject)
+app.command(name="apply-now")(clusters.apply_now)
+app.command()(history.history)
+app.command()(receiver.receiver)
 app.command()(repo.init)
 app.command()(repo.plan)
 app.command(name="codec-server")(codec_server)

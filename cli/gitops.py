@@ -67,7 +67,8 @@ def takeoff(repo: RepoOpt, branch: BranchOpt = "main", repo_key: RepoKeyOpt = No
 
 def poke(repo: OptionalRepoOpt = None, branch: BranchOpt = "main",
          wait: Annotated[bool, typer.Option("--wait", help="wait until the pushed commit is applied; "
-                                            "exit 1 if a cluster is Blocked or Paused or the commit rejected")] = False,
+                                            "exit 1 if a cluster is Blocked, Paused or awaiting an approval or"
+                                            " window, or the commit or its plan rejected")] = False,
          timeout: Annotated[float, typer.Option("--timeout", help="seconds --wait waits at most")] = 3600,
          output: OutputOpt = Output.table) -> None:
     """Check the repository now instead of at the next poll (for git hooks and CI jobs)."""
@@ -159,6 +160,23 @@ def step_line(c: ClusterStatus, progress: str | None) -> str:
     return " - ".join(part for part in (c.step, progress) if part)
 
 
+def print_change_control(name: str, c: ClusterStatus) -> None:
+    """A plan awaiting approval in full (what `orbiter approve` needs), or the last decision."""
+    a = c.approval
+    if a is not None and a.state == "awaiting" and c.phase == "AwaitingApproval":
+        console.print(f"[yellow]{name} awaits approval[/] of plan [bold]{a.plan}[/] for commit {a.commit[:12]}:"
+                      f" {', '.join(a.needs)}", highlight=False)
+        for i, step in enumerate(a.steps, 1):
+            console.print(f"  {i}. {step}", highlight=False)
+        console.print(f"  approve: orbiter approve {name} --plan {a.plan}   reject: orbiter reject {name}"
+                      f" --plan {a.plan}", highlight=False)
+    elif a is not None:
+        console.print(f"{name}: plan {a.plan} (commit {a.commit[:12]}) {a.state} by {a.by} at {a.at}", highlight=False)
+    if c.override is not None:
+        console.print(f"{name}: commit {c.override.commit[:12]} applied outside its windows by {c.override.by}"
+                      f" at {c.override.at}", highlight=False)
+
+
 def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None = None) -> None:
     progress = progress or {}
     if output == Output.json:
@@ -178,6 +196,8 @@ def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None
         table.add_row(name, c.kind, phase, (c.commit or "-")[:12], f"{ready}/{len(c.nodes)}",
                       step_line(c, progress.get(name)))
     console.print(table)
+    for name, c in sorted(orb.clusters.items()):
+        print_change_control(name, c)
     for name, c in sorted(orb.clusters.items()):
         if not c.nodes:
             continue

@@ -2,13 +2,17 @@
 
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from orbiter.models.change import ChangeControl, local_time, window_state
 from orbiter.models.current import OrbStatus
+from orbiter.models.desired import change_control
+from orbiter.models.kinds import PlannedStep
 from orbiter.models.load import DesiredStateError, load_desired
 from orbiter.models.names import NAME_PATTERN
 from orbiter.workflows.orbplan import OrbPlan, plan_orb
@@ -70,6 +74,20 @@ def _committed_desired(repo_dir: Path, commit: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def waits_for(control: ChangeControl | None, step: PlannedStep) -> str:
+    """What a step will wait for under the cluster's change control, as of now."""
+    if control is None:
+        return ""
+    waits = []
+    if control.approval is not None and step.gate in control.approval.for_:
+        waits.append(f"approval ({step.gate})")
+    if control.maintenance is not None and step.disruptive:
+        state = window_state(control.maintenance, datetime.now(UTC))
+        opens = "open now" if state.open else f"opens {local_time(control.maintenance, state.until)}"
+        waits.append(f"window ({opens})")
+    return ", ".join(waits)
+
+
 def plan(repo_dir: RepoDirOpt = Path("."), output: OutputOpt = Output.table) -> None:
     """The steps orbiter would run for DIR's desired.yml against its current.yml, in the words the
     cluster then reports as its step. No side effects. Exit 0: nothing changes; 2: changes; 1: an error."""
@@ -89,12 +107,13 @@ def plan(repo_dir: RepoDirOpt = Path("."), output: OutputOpt = Output.table) -> 
     if output == Output.json:
         print_json(result.model_dump(mode="json"))
     else:
-        table = Table("cluster", "step", "what it does", "changes")
+        table = Table("cluster", "step", "what it does", "changes", "waits for")
         for c in result.clusters:
             if c.note:
-                table.add_row(c.cluster, "", c.note, "")
+                table.add_row(c.cluster, "", c.note, "", "")
+            control = change_control(orb, orb.spec.clusters[c.cluster]) if c.cluster in orb.spec.clusters else None
             for s in c.steps:
-                table.add_row(c.cluster, s.name, s.description, "yes" if s.changes else "")
+                table.add_row(c.cluster, s.name, s.description, "yes" if s.changes else "", waits_for(control, s))
         console.print(table)
         console.print("the orb would change" if result.changes else "nothing to change: the orb is as desired",
                       highlight=False)

@@ -30,6 +30,7 @@ from .gitops import (
     start_gitops,
     step_line,
 )
+from .receiver import DEFAULT_LISTEN, start_receiver
 
 DbOpt = Annotated[
     Path | None,
@@ -108,6 +109,8 @@ def up(
     known_hosts: KnownHostsOpt = None,
     db: DbOpt = None,
     ui_port: Annotated[int, typer.Option(help="Web UI port of the server `up` starts")] = 8233,
+    receiver: Annotated[str, typer.Option("--receiver", help="HOST:PORT of the push-hook receiver"
+                                          " (`orbiter receiver`); 'off' for none")] = DEFAULT_LISTEN,
 ) -> None:
     """One-command local mode: server (if none answers), a worker in this process, takeoff; Ctrl-C stops.
 
@@ -149,6 +152,13 @@ def up(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         client = await connect()
+        hooks = None
+        if receiver != "off":
+            try:
+                hooks = start_receiver(client, receiver)
+            except OSError as err:
+                console.print(f"[yellow]no push-hook receiver on {receiver} ({err.strerror}); orbiter polls[/]",
+                              highlight=False)
         stop = asyncio.Event()
         worker_task = asyncio.create_task(run_worker(client, stop))
         try:
@@ -162,6 +172,8 @@ def up(
         finally:
             stop.set()
             await worker_task
+            if hooks is not None:
+                await asyncio.to_thread(hooks.shutdown)
 
     try:
         asyncio.run(main())

@@ -5,11 +5,13 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import Model
+from .change import ChangeControl
 from .current import ClusterStatus, Phase
 from .kinds import AnyKindState, Cluster
 from .machines import Machine
 from .node import NodeReport
 from .nodespec import Change
+from .notify import Sink
 from .providers import Provider
 from .refs import SecretsRef
 
@@ -18,12 +20,15 @@ class DesiredUpdate(Model):
     """A commit's desired state for one cluster, with what it needs from the rest of the orb."""
 
     commit: str
+    subject: str = ""  # the commit message's first line, for notifications and history
     gitops_workflow_id: str  # who to report to: the repo that sent this desired state
     spec: Cluster
     providers: dict[str, Annotated[Provider, Field()]] = {}
     secrets: SecretsRef
     drift_interval_seconds: float = 600.0
     max_parallel: int = 10
+    control: ChangeControl = ChangeControl()  # approval and maintenance windows in force for the cluster
+    notify: list[Sink] = []
 
 
 MachineAction = Literal["replace", "reboot"]
@@ -56,6 +61,7 @@ class ClusterState(Model):
     drift: dict[str, list[Change]] = {}  # machine -> what its agent last put back by itself
     commands: list[MachineCommand] = []
     kind: AnyKindState | None = None
+    notices: int = 0  # notifications made so far: the next one's number, part of its delivery id
 
 
 class ClusterInput(Model):

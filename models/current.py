@@ -6,9 +6,11 @@ import yaml
 from pydantic import Field
 
 from .base import Model
+from .change import ApprovalStatus, ChangeRecord, Override
 from .nodespec import Change, UnitState
 
-Phase = Literal["Pending", "Reconciling", "Ready", "Blocked", "Paused", "Destroying", "Destroyed"]
+Phase = Literal["Pending", "Reconciling", "AwaitingApproval", "AwaitingWindow", "Ready", "Blocked", "Paused",
+                "Destroying", "Destroyed"]
 
 
 class Rejected(Model):
@@ -52,6 +54,9 @@ class ClusterStatus(Model):
     error: str | None = None
     orphaned: bool = False
     endpoints: list[str] = []
+    approval: ApprovalStatus | None = None  # the last plan that asked for approval
+    override: Override | None = None  # the last `orbiter apply-now`
+    history: list[ChangeRecord] = []  # the latest reconciles, newest last (git log of current.yml has all)
     nodes: list[NodeStatus] = []
 
 
@@ -94,6 +99,9 @@ class OrbStatus(Model):
                     "error": c.error,
                     "step": c.step,
                     "progress": progress.get(name),
+                    "desiredCommit": c.desired_commit,
+                    "approval": c.approval.model_dump(mode="json") if c.approval else None,
+                    "override": c.override.model_dump(mode="json") if c.override else None,
                     "nodes": [
                         {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready}
                         for n in c.nodes

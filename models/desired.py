@@ -8,15 +8,24 @@ models/kinds); each checks its own fields, and the references between them are c
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictInt, StrictStr
 
 from .base import Spec
+from .change import Approval, ChangeControl, Maintenance
 from .duration import Duration
 from .kinds import Cluster, KindSpec
 from .names import NAME_PATTERN, Name
+from .notify import Sink
 from .providers import Provider, ProviderSpec
 
 __all__ = ["NAME_PATTERN", "Metadata", "Orb", "OrbSpec", "Reference", "check_references"]
+
+
+class Receiver(Spec):
+    """`receiver: {secret: NAME}`: git servers' push hooks for this orb are checked against this
+    secret (`orbiter receiver`); without it the receiver refuses them."""
+
+    secret: StrictStr
 
 
 class OrbSpec(Spec):
@@ -25,6 +34,13 @@ class OrbSpec(Spec):
     max_parallel: Annotated[StrictInt, Field(ge=1, le=256)] = Field(10, alias="maxParallel")
     providers: dict[Name, Provider] = {}
     clusters: dict[Name, Cluster] = {}
+    # Defaults for every cluster that does not say otherwise.
+    approval: Approval | None = None
+    maintenance: Maintenance | None = None
+    notify: list[Sink] = []
+    receiver: Receiver | None = None
+
+
 
 
 class Metadata(Spec):
@@ -36,6 +52,12 @@ class Orb(Spec):
     kind: Literal["Orb"]
     metadata: Metadata
     spec: OrbSpec
+
+
+def change_control(orb: Orb, cluster: KindSpec) -> ChangeControl:
+    """A cluster's approval and maintenance settings: its own, else the orb's."""
+    return ChangeControl(approval=cluster.approval or orb.spec.approval,
+                         maintenance=cluster.maintenance or orb.spec.maintenance)
 
 
 class Reference(Exception):

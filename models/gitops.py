@@ -5,6 +5,10 @@ from .current import ClusterStatus, OrbStatus, Rejected
 from .desired import Orb
 from .refs import RepoRef
 
+# orbiter's write-back commits: never the commit orbiter says it applied.
+OBSERVED_MESSAGE = "orbiter: observed state"
+REJECTED_MESSAGE = "orbiter: rejected "  # + the rejected commit
+
 
 class GitOpsInput(Model):
     repo: RepoRef
@@ -13,8 +17,10 @@ class GitOpsInput(Model):
 
 
 class GitOpsState(Model):
-    last_seen_commit: str | None = None
-    desired_commit: str | None = None
+    last_seen_commit: str | None = None  # the branch head last read
+    last_applied: str | None = None  # the commit that head's content comes from (see ReadDesiredResult.applied)
+    desired_commit: str | None = None  # the applied commit of the desired state in force
+    read_commit: str | None = None  # the head it was read at: where its secrets and files are read
     desired_digest: str | None = None
     orb: Orb | None = None
     status: OrbStatus = OrbStatus()
@@ -23,6 +29,8 @@ class GitOpsState(Model):
     dirty: bool = False
     poll_interval_seconds: float = 30.0
     keyed_providers: list[str] = []  # providers whose keys exist (names); a new one needs ensure_provider_keys
+    desired_subject: str = ""
+    notices: int = 0  # notifications made so far: the next one's number, part of its delivery id
 
 
 class PollRemoteInput(Model):
@@ -39,9 +47,13 @@ class ReadDesiredInput(Model):
 
 
 class ReadDesiredResult(Model):
-    commit: str
-    digest: str  # of desired.yml, so a commit that changes only current.yml is recognised
+    commit: str  # the commit read (the branch head)
+    # The commit that last changed what orbiter acts on (desired.yml, secrets.yml, files desired.yml
+    # names), never one of orbiter's write-backs: what status and current.yml say is applied.
+    applied: str = ""
+    digest: str  # of what orbiter acts on, so a commit that changes only current.yml is recognised
     orb: Orb | None = None
+    subject: str = ""  # the commit message's first line
     rejected: Rejected | None = None
 
 
@@ -69,9 +81,19 @@ class SyncInput(Model):
 class SyncResult(Model):
     """The orb once every cluster settled at the desired commit the poll found (or it was rejected)."""
 
-    commit: str | None  # the branch head the poll saw
+    commit: str | None  # the commit the poll found at the branch head (a user's, never a write-back)
     status: OrbStatus
     ok: bool  # every cluster Ready (or Destroyed) at that commit, nothing rejected, no git error
+
+
+class OrbInfo(Model):
+    """What the GitOps workflow tells commands about its orb: the repository (history reads its
+    git log), the desired commit, and the receiver's secret."""
+
+    orb: str | None
+    repo: RepoRef
+    commit: str | None  # the desired commit in force
+    receiver_secret: str | None  # desired.yml's receiver.secret; None: the orb takes no push hooks
 
 
 class ClusterReport(Model):

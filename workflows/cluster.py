@@ -8,37 +8,39 @@ silently. The kind's runbook is found in the registry (models/kinds): nothing he
 """
 
 import asyncio
-from datetime import timedelta
 from importlib import import_module
 from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from orbiter.activities.machines import find_machines
+    from orbiter.models.change import ApplyNowInput, ChangeRecord, DecisionInput
     from orbiter.models.cluster import (
         ClusterInput,
         ClusterState,
         ControlInput,
         ControlResult,
         DesiredUpdate,
-        MachineCommand,
         MachineCommandInput,
     )
-    from orbiter.models.current import ClusterStatus, NodeStatus, Phase
+    from orbiter.models.current import ClusterStatus, Phase
     from orbiter.models.errors import error_line
     from orbiter.models.gitops import ClusterReport
     from orbiter.models.ids import GITOPS_MEMO, PHASE_KEY
-    from orbiter.models.kinds import KINDS, PlannedStep, Refused, View
+    from orbiter.models.kinds import KINDS, Refused, View
     from orbiter.models.node import NodeReport
-    from orbiter.models.provision import FindMachinesInput
 
 from .context import Blocked, ClusterContext
+from .details import current_details, notice_for
+from .gates import ChangeGates, GateHooks, PlanRejected, Superseded, now_iso
+from .members import add_command, command_refused, find_members, sync_nodes
+from .notify import Notifier
 from .runbook import Runbook
+from .watch import wait_for_work
 
 RECONCILES_BEFORE_CONTINUE_AS_NEW = 100
+HISTORY_KEPT = 10  # reconciles in current.yml; its git history holds every one
 
 
 def _runbook(path: str) -> Runbook:
@@ -64,6 +66,10 @@ class ClusterWorkflow:
         self.state = input.state or ClusterState(status=ClusterStatus(kind="pending"))
         self.report_due = False
         self.reporting = False
+        self.notifier = Notifier()
+        self.gates = ChangeGates(input.cluster, self.state, GateHooks(
+            set_phase=self._set_phase, set_step=self.set_step, paused=lambda: self.paused,
+            working_phase=self._working_phase))
 
     @workflow.run
     async def run(self, input: ClusterInput) -> None:
@@ -71,7 +77,8 @@ class ClusterWorkflow:
         self.reporter = asyncio.create_task(self._reporter())
         await workflow.wait_condition(lambda: self.state.desired is not None)
         while True:
-            if not await self._wait_for_work():
+            if not await wait_for_work(self.input.orb, self.input.cluster, self.state, RUNBOOKS, self._work_pending,
+                                       self.report):
                 await self._continue_as_new()
             desired = self.state.desired
             assert desired is not None
@@ -83,24 +90,35 @@ class ClusterWorkflow:
             self.state.status.kind = desired.spec.kind
             self.state.status.desired_commit = desired.commit
             self.state.status.error = None
-            await self._set_phase("Destroying" if desired.spec.destroyed else "Reconciling")
+            record = self._record(ChangeRecord(commit=desired.commit, subject=desired.subject, started=now_iso()))
+            await self._set_phase(self._working_phase())
             try:
                 await self._reconcile(desired)
-            except (ActivityError, ChildWorkflowError, ApplicationError, Blocked, Refused) as err:
-                self.state.status.error = error_line(err)
+            except Superseded:
+                record.result = "Superseded"
+            except PlanRejected:
+                record.result = "Rejected"
                 self.state.status.step = None
+                await self._set_phase(self._resting_phase())
+            except (ActivityError, ChildWorkflowError, ApplicationError, Blocked, Refused) as err:
+                self.state.status.error = record.error = error_line(err)
+                self.state.status.step = None
+                record.result = "Blocked"
                 await self._set_phase("Blocked")
             else:
                 self.state.applied = desired.spec
                 self.state.status.commit = desired.commit
                 self.state.status.step = None
-                await self._set_phase("Destroyed" if desired.spec.destroyed else "Ready")
+                record.result = "Destroyed" if desired.spec.destroyed else "Ready"
+                await self._set_phase(record.result)
+            self._close(record)
             reconciles += 1
             if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
 
     async def _continue_as_new(self) -> NoReturn:
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.notifier.drain()
         await workflow.wait_condition(lambda: not self.report_due and not self.reporting)
         workflow.continue_as_new(
             ClusterInput(
@@ -110,42 +128,6 @@ class ClusterWorkflow:
                 state=self.state,
             )
         )
-
-    async def _wait_for_work(self) -> bool:
-        """Until a commit, a retry or a pause needs a reconcile (True). Meanwhile a Ready cluster
-        of a kind that watches is observed again every driftInterval; False when its history
-        asks to continue as new first."""
-        while True:
-            desired = self.state.desired
-            runbook = RUNBOOKS[desired.spec.kind] if desired else None
-            if desired is None or runbook is None or not runbook.watches or self.state.status.phase != "Ready":
-                await workflow.wait_condition(self._work_pending)
-                return True
-            try:
-                await workflow.wait_condition(self._work_pending,
-                                              timeout=timedelta(seconds=desired.drift_interval_seconds))
-                return True
-            except TimeoutError:
-                await self._watch(runbook)
-            if workflow.info().is_continue_as_new_suggested():
-                return False
-
-    async def _watch(self, runbook: Runbook) -> None:
-        """Observation only: no step, no phase change; current.yml is written when it changed."""
-        assert self.state.desired is not None
-        before = self.state.status.model_dump_json()
-
-        async def quiet(*_: object) -> None:
-            return None
-
-        ctx = ClusterContext(orb=self.input.orb, name=self.input.cluster, state=self.state,
-                             desired=self.state.desired, step=quiet, checkpoint=quiet, report=quiet)
-        try:
-            await runbook.watch(ctx)
-        except (ActivityError, ApplicationError) as err:
-            workflow.logger.info("cluster %s: watching failed: %s", self.input.cluster, error_line(err))
-        if self.state.status.model_dump_json() != before:
-            await self.report()
 
     async def _reconcile(self, desired: DesiredUpdate) -> None:
         """Plan the kind's runbook for `desired`, show the plan, run it; idempotent, so running it
@@ -158,55 +140,15 @@ class ClusterWorkflow:
             raise Blocked(f"cluster {self.input.cluster} is a {state.kind.kind} cluster with machines: changing its"
                           f" kind to {kind.name} is not supported; destroy it first (destroyed: true)")
         if not state.kind.members and not state.status.nodes:
-            await self._find_machines(desired)
-        self._sync_nodes()
+            await find_members(self.input.orb, self.input.cluster, state, desired)
+        sync_nodes(state)
         runbook = RUNBOOKS[kind.name]
         planned = runbook.plan(view_of(self.input.orb, self.input.cluster, state, desired))
         self.state.status.plan = [p.name for p in planned]
+        self.gates.start(desired, planned)
         ctx = ClusterContext(orb=self.input.orb, name=self.input.cluster, state=state, desired=desired,
-                             step=self.set_step, checkpoint=self.checkpoint, report=self.report)
+                             step=self.set_step, gate=self.gates.before, report=self.report)
         await runbook.run(ctx, planned)
-
-    async def _find_machines(self, desired: DesiredUpdate) -> None:
-        """A workflow that starts afresh (an orb taken off again, orbiter upgraded) first asks the
-        providers for machines they already hold for this cluster: they stay its members."""
-        assert self.state.kind is not None
-        kind = KINDS[desired.spec.kind]
-        for path, ref in desired.spec.pools():
-            if not desired.providers[ref.provider].can("creates-machines"):
-                continue  # its machines are listed in desired.yml: nothing to find
-            found = await workflow.execute_activity(
-                find_machines,
-                FindMachinesInput(orb=self.input.orb, cluster=self.input.cluster, kind=kind.name,
-                                  provider_name=ref.provider, provider=desired.providers[ref.provider], pool=ref.pool,
-                                  secrets=desired.secrets),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(maximum_attempts=5),
-                summary=f"machines of {self.input.cluster} in pool {ref.pool}",
-            )
-            role, group = desired.spec.member_role(path)
-            for name in found.machine_ids:
-                self.state.kind.members.append(
-                    kind.member(name=name, provider=ref.provider, pool=ref.pool, role=role, group=group))
-
-    def _sync_nodes(self) -> None:
-        """status.nodes lists every member (also one whose step was cut short before it was
-        observed), so current.yml and the plan see the members the workflow has."""
-        members = self.state.kind.members if self.state.kind else []
-        seen = {n.machine: n for n in self.state.status.nodes}
-        nodes: list[NodeStatus] = []
-        for m in members:
-            node = seen.get(m.name)
-            if node is None:
-                machine = self.state.machines.get(m.name)
-                node = NodeStatus(machine=m.name, ip=machine.ip if machine else "", role=m.role, group=m.group,
-                                  pool=m.pool, provider=m.provider)
-            node.joined = m.joined
-            nodes.append(node)
-        self.state.status.nodes = nodes
-
-    def plan(self, desired: DesiredUpdate) -> list[PlannedStep]:
-        return RUNBOOKS[desired.spec.kind].plan(view_of(self.input.orb, self.input.cluster, self.state, desired))
 
     def _work_pending(self) -> bool:
         desired = self.state.desired
@@ -225,11 +167,42 @@ class ClusterWorkflow:
         """Paused by an operator (`orbiter pause`) or by `paused: true` in desired.yml."""
         return self.state.paused or bool(self.state.desired and self.state.desired.spec.paused)
 
+    def _working_phase(self) -> Phase:
+        return "Destroying" if self.state.desired and self.state.desired.spec.destroyed else "Reconciling"
+
+    def _resting_phase(self) -> Phase:
+        """Where a rejected plan leaves the cluster: as its last applied commit did."""
+        applied = self.state.applied
+        return "Pending" if applied is None else "Destroyed" if applied.destroyed else "Ready"
+
+    def _record(self, record: ChangeRecord) -> ChangeRecord:
+        history = self.state.status.history
+        history.append(record)
+        del history[:-HISTORY_KEPT]
+        return record
+
+    def _close(self, record: ChangeRecord) -> None:
+        record.ended, record.steps = now_iso(), list(self.state.status.done)
+        approval = self.state.status.approval
+        if approval is not None and approval.commit == record.commit and approval.state != "awaiting":
+            record.approved_by = approval.by if approval.state == "approved" else None
+
     async def _set_phase(self, phase: Phase) -> None:
         if self.state.status.phase != phase:
             self.state.status.phase = phase
             workflow.upsert_search_attributes([PHASE_KEY.value_set(phase)])
+            self._notify_phase()
+        workflow.set_current_details(current_details(self.input.cluster, self.state))
         await self.report()
+
+    def _notify_phase(self) -> None:
+        desired = self.state.desired
+        notice = notice_for(self.input.cluster, self.state, [p.name for p in self.gates.planned if p.changes])
+        if desired is None or notice is None or not desired.notify:
+            return
+        self.state.notices += 1
+        self.notifier.send(self.state.notices, desired.notify, desired.secrets, notice[0], self.input.orb, notice[1],
+                           cluster=self.input.cluster, phase=self.state.status.phase, commit=desired.commit)
 
     async def report(self) -> None:
         """Send the observed state to the GitOps workflow, the only writer to the repo. In the
@@ -259,16 +232,8 @@ class ClusterWorkflow:
 
     async def set_step(self, step: str | None) -> None:
         self.state.status.step = step
+        workflow.set_current_details(current_details(self.input.cluster, self.state))
         await self.report()
-
-    async def checkpoint(self) -> None:
-        """Between steps: hold here while paused, so a pause never cuts a step in half."""
-        if self.paused:
-            await self._set_phase("Paused")
-            await workflow.wait_condition(lambda: not self.paused)
-            await self._set_phase(
-                "Destroying" if self.state.desired and self.state.desired.spec.destroyed else "Reconciling"
-            )
 
     # Messages. Each control exists as an update (the CLI waits for its answer) and as a signal
     # of the same name (the Web UI's "Send Signal" action).
@@ -289,6 +254,13 @@ class ClusterWorkflow:
             for node in self.state.status.nodes:
                 if node.machine == report.machine_id:
                     node.drift = report.changes
+            desired = self.state.desired
+            if desired is not None and desired.notify:
+                self.state.notices += 1
+                what = ", ".join(f"{c.kind} {c.target}" for c in report.changes)
+                self.notifier.send(self.state.notices, desired.notify, desired.secrets, "Drift", self.input.orb,
+                                   f"{report.machine_id}: changed by hand and put back ({what})",
+                                   cluster=self.input.cluster, phase=self.state.status.phase, commit=desired.commit)
             await self.report()
 
     def _control(self, action: str) -> ControlResult:
@@ -333,61 +305,87 @@ class ClusterWorkflow:
     def retry_signal(self) -> None:
         self._control("retry")
 
-    def _machine_command_refused(self, action: str, machine: str) -> str | None:
-        desired = self.state.desired
-        if desired is None or action not in KINDS[desired.spec.kind].commands:
-            takes = sorted(name for name, kind in KINDS.items() if action in kind.commands)
-            return f"{action} works on {', '.join(takes)} clusters"
-        if desired.spec.destroyed:
-            return "the cluster is being destroyed"
-        members = [m.name for m in self.state.kind.members] if self.state.kind else []
-        if machine not in members:
-            return f"{machine} is not a machine of this cluster (machines: {', '.join(members) or 'none'})"
-        return None
+    # Change control: an approval names the plan it approves; apply-now skips the windows once.
+    @workflow.update(name="approve")
+    def approve_update(self, input: DecisionInput) -> ControlResult:
+        return ControlResult(phase=self.state.status.phase, message=self.gates.decide(input, approve=True))
 
-    def _machine_command(self, action: str, machine: str) -> ControlResult:
-        command = MachineCommand(action=action, machine=machine)  # type: ignore[arg-type]
-        if command not in self.state.commands:
-            self.state.commands.append(command)
-        self.state.retry_requested = True  # a reconcile runs even if the cluster is Ready
-        message = {
-            "replace": f"replacing {machine}: a new machine joins, then {machine} leaves",
-            "reboot": f"rebooting {machine}: drain, reboot, wait until Ready, uncordon",
-        }[action]
-        return ControlResult(phase=self.state.status.phase, message=message)
+    @approve_update.validator
+    def _validate_approve(self, input: DecisionInput) -> None:
+        if refused := self.gates.refuse_decision(input):
+            raise ValueError(refused)
+
+    @workflow.update(name="reject")
+    def reject_update(self, input: DecisionInput) -> ControlResult:
+        return ControlResult(phase=self.state.status.phase, message=self.gates.decide(input, approve=False))
+
+    @reject_update.validator
+    def _validate_reject(self, input: DecisionInput) -> None:
+        if refused := self.gates.refuse_decision(input):
+            raise ValueError(refused)
+
+    @workflow.update(name="apply_now")
+    def apply_now_update(self, input: ApplyNowInput) -> ControlResult:
+        return ControlResult(phase=self.state.status.phase, message=self.gates.apply_now(input))
+
+    @apply_now_update.validator
+    def _validate_apply_now(self, input: ApplyNowInput) -> None:
+        if refused := self.gates.refuse_apply_now():
+            raise ValueError(refused)
+
+    @workflow.signal(name="approve")
+    def approve_signal(self, input: DecisionInput) -> None:
+        self._decision_signal(input, approve=True)
+
+    @workflow.signal(name="reject")
+    def reject_signal(self, input: DecisionInput) -> None:
+        self._decision_signal(input, approve=False)
+
+    def _decision_signal(self, input: DecisionInput, approve: bool) -> None:
+        if refused := self.gates.refuse_decision(input):
+            workflow.logger.warning("%s refused: %s", "approve" if approve else "reject", refused)
+            return
+        self.gates.decide(input, approve)
+
+    @workflow.signal(name="apply_now")
+    def apply_now_signal(self, input: ApplyNowInput) -> None:
+        if refused := self.gates.refuse_apply_now():
+            workflow.logger.warning("apply-now refused: %s", refused)
+            return
+        self.gates.apply_now(input)
 
     @workflow.update(name="replace")
     def replace_update(self, input: MachineCommandInput) -> ControlResult:
         """A new machine joins in the same pool, then this one is drained, reset and released."""
-        return self._machine_command("replace", input.machine)
+        return ControlResult(phase=self.state.status.phase, message=add_command(self.state, "replace", input.machine))
 
     @replace_update.validator
     def _validate_replace(self, input: MachineCommandInput) -> None:
-        if refused := self._machine_command_refused("replace", input.machine):
+        if refused := command_refused(self.state, "replace", input.machine):
             raise ValueError(refused)
 
     @workflow.update(name="reboot")
     def reboot_update(self, input: MachineCommandInput) -> ControlResult:
-        return self._machine_command("reboot", input.machine)
+        return ControlResult(phase=self.state.status.phase, message=add_command(self.state, "reboot", input.machine))
 
     @reboot_update.validator
     def _validate_reboot(self, input: MachineCommandInput) -> None:
-        if refused := self._machine_command_refused("reboot", input.machine):
+        if refused := command_refused(self.state, "reboot", input.machine):
             raise ValueError(refused)
 
     @workflow.signal(name="replace")
     def replace_signal(self, input: MachineCommandInput) -> None:
-        if refused := self._machine_command_refused("replace", input.machine):
+        if refused := command_refused(self.state, "replace", input.machine):
             workflow.logger.warning("replace %s refused: %s", input.machine, refused)
             return
-        self._machine_command("replace", input.machine)
+        add_command(self.state, "replace", input.machine)
 
     @workflow.signal(name="reboot")
     def reboot_signal(self, input: MachineCommandInput) -> None:
-        if refused := self._machine_command_refused("reboot", input.machine):
+        if refused := command_refused(self.state, "reboot", input.machine):
             workflow.logger.warning("reboot %s refused: %s", input.machine, refused)
             return
-        self._machine_command("reboot", input.machine)
+        add_command(self.state, "reboot", input.machine)
 
     @workflow.query
     def status(self) -> ClusterStatus:

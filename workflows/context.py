@@ -1,7 +1,7 @@
 """What a kind's runbook may use of the ClusterWorkflow that runs it.
 
 Steps get this small context, never the workflow object: the cluster's names and durable state,
-and the hooks that make progress visible (step, report) and pausable (checkpoint). It imports no
+and the hooks that make progress visible (step, report) and hold it between steps (gate). It imports no
 workflow module, so kinds and the ClusterWorkflow never import each other.
 """
 
@@ -12,6 +12,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from orbiter.models.cluster import ClusterState, DesiredUpdate
+    from orbiter.models.kinds import PlannedStep
     from orbiter.models.providers import ProviderSpec
 
 
@@ -26,7 +27,7 @@ class ClusterContext:
     state: ClusterState
     desired: DesiredUpdate
     step: Callable[[str | None], Awaitable[None]]  # the runbook step that runs now, for current.yml
-    checkpoint: Callable[[], Awaitable[None]]  # between steps: holds here while the cluster is paused
+    gate: Callable[[PlannedStep], Awaitable[None]]  # before a step: pause, approval, maintenance window
     report: Callable[[], Awaitable[None]]  # send the status to the GitOps workflow
 
     @property

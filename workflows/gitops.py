@@ -18,13 +18,16 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.activities.temporal_ops import TemporalOps
     from orbiter.models.cluster import DesiredUpdate, SignalClusterInput
     from orbiter.models.current import ClusterStatus, OrbStatus
-    from orbiter.models.desired import Orb, cluster_providers
+    from orbiter.models.desired import Orb, change_control, cluster_providers
     from orbiter.models.duration import parse_duration
     from orbiter.models.errors import error_line
     from orbiter.models.gitops import (
+        OBSERVED_MESSAGE,
+        REJECTED_MESSAGE,
         ClusterReport,
         GitOpsInput,
         GitOpsState,
+        OrbInfo,
         PokeInput,
         PollRemoteInput,
         ReadDesiredInput,
@@ -37,10 +40,12 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.provision import EnsureKeysInput
     from orbiter.models.refs import SecretsRef
 
+from .notify import Notifier
+
 # Reports that arrive within this window leave in one commit.
 BATCH_WINDOW = timedelta(seconds=1)
 # A cluster arriving at one of these is news an operator waits for: written without the window.
-SETTLED = {"Ready", "Blocked", "Paused", "Destroyed"}
+SETTLED = {"Ready", "Blocked", "Paused", "Destroyed", "AwaitingApproval", "AwaitingWindow"}
 ITERATIONS_BEFORE_CONTINUE_AS_NEW = 500
 GIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3
@@ -59,6 +64,7 @@ class GitOpsWorkflow:
         self.polls_started = 0
         self.polls_finished = 0
         self.head: str | None = None
+        self.notifier = Notifier()
 
     @workflow.run
     async def run(self, input: GitOpsInput) -> None:
@@ -78,6 +84,7 @@ class GitOpsWorkflow:
             iterations += 1
             if iterations >= ITERATIONS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await self.notifier.drain()
                 workflow.continue_as_new(GitOpsInput(repo=self.repo, state=self.state))
             interval = timedelta(seconds=self.state.poll_interval_seconds)
             try:
@@ -120,6 +127,7 @@ class GitOpsWorkflow:
             self._set_error(f"cannot read {head.commit[:12]}: {error_line(err)}")
             return
         self.state.last_seen_commit = head.commit
+        self.state.last_applied = result.applied or result.commit
         self._set_error(None)
         await self._take(result)
 
@@ -129,13 +137,19 @@ class GitOpsWorkflow:
 
     async def _take(self, result: ReadDesiredResult) -> None:
         status = self.state.status
+        applied = result.applied or result.commit
         if result.digest == self.state.desired_digest:
-            return  # e.g. our own write-back commit: desired.yml did not change
+            return  # e.g. our own write-back commit: nothing orbiter acts on changed
+        if applied == self.state.desired_commit and result.orb is not None:
+            # Our own write-back changed secrets.yml (secrets orbiter made): nothing new from anyone.
+            self.state.desired_digest, self.state.read_commit = result.digest, result.commit
+            return
         if result.orb is None:
-            if status.rejected is None or status.rejected.commit != result.commit:
+            if status.rejected is None or status.rejected.commit != applied:
                 status.rejected = result.rejected
                 self.state.desired_digest = result.digest
                 self.state.dirty = True
+                self._notify_rejected(result)
             return
         orb = result.orb
         # Keys are generated once per provider; a commit that adds none costs no activity.
@@ -153,21 +167,36 @@ class GitOpsWorkflow:
             self.state.pending_secrets.update(keys.sealed_secrets)
             self.state.keyed_providers = sorted(orb.spec.providers)
         self.state.orb = orb
-        self.state.desired_commit = result.commit
+        self.state.desired_commit = applied
+        self.state.read_commit = result.commit
         self.state.desired_digest = result.digest
+        self.state.desired_subject = result.subject
         self.state.poll_interval_seconds = parse_duration(orb.spec.poll_interval).total_seconds()
         status.orb = orb.metadata.name
-        status.commit = result.commit
+        status.commit = applied
         status.rejected = None
         for name, cluster in orb.spec.clusters.items():
             current = status.clusters.get(name)
             if current is None or current.kind != cluster.kind:
                 status.clusters[name] = ClusterStatus(kind=cluster.kind)
         # Clusters are independent: tell them all at once.
-        await asyncio.gather(*(self._signal_cluster(orb, name, result.commit) for name in orb.spec.clusters))
+        await asyncio.gather(*(self._signal_cluster(orb, name, applied) for name in orb.spec.clusters))
         for name, cluster_status in status.clusters.items():
             cluster_status.orphaned = name not in orb.spec.clusters
         self.state.dirty = True
+
+    def _notify_rejected(self, result: ReadDesiredResult) -> None:
+        """Told with the sinks of the last valid desired.yml: the rejected one cannot be trusted."""
+        orb, rejected, read = self.state.orb, result.rejected, self.state.read_commit
+        if orb is None or not orb.spec.notify or rejected is None or self.state.desired_commit is None or read is None:
+            return
+        self.state.notices += 1
+        where = f"{rejected.file}:{rejected.line}" if rejected.line else rejected.file
+        self.notifier.send(self.state.notices, orb.spec.notify,
+                           SecretsRef(repo=self.repo, commit=read, extra=dict(self.state.pending_secrets)),
+                           "Rejected", orb.metadata.name,
+                           f"commit {rejected.commit[:12]} rejected, {self.state.desired_commit[:12]} stays in force:"
+                           f" {where}: {rejected.message}", commit=rejected.commit)
 
     async def _signal_cluster(self, orb: Orb, name: str, commit: str) -> None:
         cluster = orb.spec.clusters[name]
@@ -177,9 +206,13 @@ class GitOpsWorkflow:
             gitops_workflow_id=workflow.info().workflow_id,
             spec=cluster,
             providers=providers,
-            secrets=SecretsRef(repo=self.repo, commit=commit, extra=dict(self.state.pending_secrets)),
+            secrets=SecretsRef(repo=self.repo, commit=self.state.read_commit or commit,
+                               extra=dict(self.state.pending_secrets)),
             drift_interval_seconds=parse_duration(orb.spec.drift_interval).total_seconds(),
             max_parallel=orb.spec.max_parallel,
+            control=change_control(orb, cluster),
+            notify=orb.spec.notify,
+            subject=self.state.desired_subject,
         )
         try:
             await workflow.execute_activity(
@@ -196,9 +229,9 @@ class GitOpsWorkflow:
             status.phase, status.error = "Blocked", error_line(err)
 
     async def _write_back(self) -> None:
-        message = "orbiter: observed state"
+        message = OBSERVED_MESSAGE
         if self.state.status.rejected:
-            message = f"orbiter: rejected {self.state.status.rejected.commit[:12]}"
+            message = REJECTED_MESSAGE + self.state.status.rejected.commit[:12]
         sealed = dict(self.state.pending_secrets)
         self.state.dirty = False
         try:
@@ -249,6 +282,12 @@ class GitOpsWorkflow:
     def status(self) -> OrbStatus:
         return self.state.status
 
+    @workflow.query
+    def about(self) -> OrbInfo:
+        orb = self.state.orb
+        return OrbInfo(orb=orb.metadata.name if orb else None, repo=self.repo, commit=self.state.read_commit,
+                       receiver_secret=orb.spec.receiver.secret if orb and orb.spec.receiver else None)
+
     @workflow.update
     async def sync(self, input: SyncInput) -> SyncResult:
         """Poll now and return once every cluster settled at what that poll found: one call for
@@ -257,10 +296,12 @@ class GitOpsWorkflow:
         self.poked = True
         await workflow.wait_condition(lambda: self.polls_finished > started and self._settled())
         status = self.state.status
+        target = self.state.desired_commit
         ok = status.error is None and status.rejected is None and all(
-            status.clusters[name].phase in ("Ready", "Destroyed") for name in self._clusters()
+            (c := status.clusters[name]).phase in ("Ready", "Destroyed") and c.commit == target
+            for name in self._clusters()
         )
-        return SyncResult(commit=self.head, status=status, ok=ok)
+        return SyncResult(commit=self.state.last_applied or self.head, status=status, ok=ok)
 
     def _clusters(self) -> list[str]:
         return list(self.state.orb.spec.clusters) if self.state.orb else []
@@ -270,7 +311,7 @@ class GitOpsWorkflow:
         status = self.state.status
         if status.error is not None or self.head is None:
             return True
-        if status.rejected is not None and status.rejected.commit == self.state.last_seen_commit:
+        if status.rejected is not None and status.rejected.commit == self.state.last_applied:
             return True
         target = self.state.desired_commit
         for name in self._clusters():
@@ -278,8 +319,11 @@ class GitOpsWorkflow:
             if c is None:
                 return False
             done = c.phase in ("Ready", "Destroyed") and c.commit == target
-            # A paused cluster applies nothing until resumed; a blocked one waits for an operator.
-            stuck = c.phase == "Paused" or (c.phase == "Blocked" and c.desired_commit == target)
+            # A paused cluster applies nothing until resumed; a blocked one waits for an operator, as
+            # does a plan awaiting approval or a window; a rejected plan is settled for good.
+            waiting = c.phase in ("Blocked", "AwaitingApproval", "AwaitingWindow") and c.desired_commit == target
+            rejected = c.approval is not None and c.approval.commit == target and c.approval.state == "rejected"
+            stuck = c.phase == "Paused" or waiting or rejected
             if not (done or stuck):
                 return False
         return True

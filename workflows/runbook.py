@@ -9,11 +9,12 @@ the same words (k0sctl's phases, Cluster API's decision list).
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from orbiter.models.change import GateClass
     from orbiter.models.kinds import PlannedStep, View
 
 from .context import ClusterContext
@@ -23,9 +24,12 @@ R = TypeVar("R")
 
 class Step(ABC, Generic[R]):
     """One kind of step: `plan` says whether and on what it runs (zero, one or several items),
-    `run` does one planned item with the kind's reconcile object."""
+    `run` does one planned item with the kind's reconcile object. `gate` and `disruptive` say what
+    its items wait for under change control (an approval, a maintenance window)."""
 
     id: str
+    gate: ClassVar[GateClass | None] = None
+    disruptive: ClassVar[bool] = False
 
     @abstractmethod
     def plan(self, view: View) -> list[PlannedStep]: ...
@@ -34,9 +38,14 @@ class Step(ABC, Generic[R]):
     async def run(self, r: R, item: PlannedStep) -> None: ...
 
     def item(self, name: str, description: str, changes: bool = True, machines: Sequence[str] = (),
-             group: str | None = None, version: str | None = None) -> PlannedStep:
+             group: str | None = None, version: str | None = None, gate: "GateClass | None | bool" = True,
+             disruptive: bool | None = None) -> PlannedStep:
+        """`gate` and `disruptive` default to the step's; an item may differ (a roll that changes
+        the version is an upgrade, the packages of an upgrade disrupt nothing)."""
         return PlannedStep(step=self.id, name=name, description=description, changes=changes,
-                           machines=list(machines), group=group, version=version)
+                           machines=list(machines), group=group, version=version,
+                           gate=self.gate if gate is True else gate or None,
+                           disruptive=self.disruptive if disruptive is None else disruptive)
 
 
 class Runbook(ABC, Generic[R]):
@@ -64,7 +73,7 @@ class Runbook(ABC, Generic[R]):
         r = self.start(ctx)
         ctx.state.status.done = []
         for item in planned:
-            await ctx.checkpoint()
+            await ctx.gate(item)  # paused, an approval, a maintenance window: held here, between steps
             await ctx.step(item.name)
             await steps[item.step].run(r, item)
             ctx.state.status.done.append(item.name)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictInt
 
 from orbiter.models.base import Model, Spec
+from orbiter.models.change import Approval, GateClass, Maintenance
 from orbiter.models.current import NodeStatus
 from orbiter.models.names import Name
 from orbiter.models.providers import ProviderSpec
@@ -55,6 +56,8 @@ class KindSpec(Spec):
     kind: str
     paused: StrictBool = False
     destroyed: StrictBool = False
+    approval: Approval | None = None  # else the orb's
+    maintenance: Maintenance | None = None  # else the orb's
 
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         """Every pool the cluster takes machines from, with the field path that names it."""
@@ -74,6 +77,11 @@ class KindSpec(Spec):
 
     def member_ports(self) -> list[PortRule]:
         """What members send each other; providers with firewalls (GCE) open exactly this."""
+        return []
+
+    def repo_files(self) -> list[str]:
+        """Files of the orb's repository the cluster reads besides desired.yml and secrets.yml (a
+        CNI manifest): a commit that changes one is a change to apply."""
         return []
 
 
@@ -104,6 +112,8 @@ class PlannedStep(Model):
     name: str
     description: str
     changes: bool = True  # False: bookkeeping that changes nothing when all is as desired
+    gate: GateClass | None = None  # what `approval.for` must list for this step to wait for an approval
+    disruptive: bool = False  # waits for a maintenance window (rolls, upgrades, reboots, scale-down)
     machines: list[str] = []
     group: str | None = None
     version: str | None = None

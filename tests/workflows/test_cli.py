@@ -223,7 +223,7 @@ def test_plan_without_current_yml_bootstraps(tmp_path):
     plan = json.loads(result.stdout)["clusters"][0]
     assert plan["steps"][1] == {
         "step": "bootstrap", "name": "bootstrap 3 members", "changes": True, "machines": ["m1", "m2", "m3"],
-        "group": None, "version": None,
+        "group": None, "version": None, "gate": None, "disruptive": False,
         "description": "machines m1, m2, m3, certificates, every member started at once (state new), health gate",
     }
 
@@ -300,7 +300,8 @@ def test_missing_master_key_file_is_one_line_naming_the_path(tmp_path):
 # Against the GitOps loop ---------------------------------------------------------------------
 
 STATUS_KEYS = {"orb", "commit", "rejected", "clusters"}
-CLUSTER_KEYS = {"name", "kind", "phase", "commit", "error", "step", "progress", "nodes"}
+CLUSTER_KEYS = {"name", "kind", "phase", "commit", "error", "step", "progress", "nodes", "desiredCommit", "approval",
+                "override"}
 PAUSED = DESIRED.replace("nodes: 3}", "nodes: 1}\n      paused: true")
 
 

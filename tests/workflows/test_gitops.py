@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 
 from orbiter.activities.git import write_back
 from orbiter.models.current import OrbStatus
-from orbiter.models.gitops import GitOpsInput, PokeInput, WriteBackInput
+from orbiter.models.gitops import OBSERVED_MESSAGE, GitOpsInput, PokeInput, SyncInput, WriteBackInput
 from orbiter.models.ids import TASK_QUEUE, gitops_workflow_id
 from orbiter.models.refs import RepoRef
 from orbiter.workflows.cluster import ClusterWorkflow
@@ -211,3 +211,33 @@ async def test_unreachable_remote_is_reported_not_fatal(client, worker, tmp_path
 async def _query_error(handle):
     s = await handle.query(GitOpsWorkflow.status)
     return s.error
+
+
+async def test_the_applied_commit_is_the_users_when_a_write_back_lands_on_top(client, worker, repo: GitRepo):
+    """A user pushes while the worker is away; when it comes back, its pending write-back lands on
+    top of that commit before it reads the branch. Status, current.yml and `sync` name the user's
+    commit, never orbiter's."""
+    first = repo.push({"desired.yml": desired()}, "day one")
+    wid = await takeoff(client, repo)
+    await wait_for(lambda: current(repo).commit == first)
+    await worker.stop()
+    user = repo.push({"desired.yml": desired().replace("nodes: 1", "nodes:  1")}, "while the worker was down")
+    git(repo.clone, "pull", "-q", "--rebase", "origin", "main")
+    (repo.clone / "current.yml").write_text((repo.clone / "current.yml").read_text() + "# pending\n")
+    git(repo.clone, "-c", "user.name=orbiter", "-c", "user.email=orbiter@localhost", "commit", "-q", "-a",
+        "--author", "orbiter <orbiter@localhost>", "-m", OBSERVED_MESSAGE)
+    git(repo.clone, "push", "-q", "origin", "main")
+    write_back_commit = git(repo.clone, "rev-parse", "HEAD")
+    assert write_back_commit != user
+
+    await worker.start()
+    handle = client.get_workflow_handle(wid)
+    synced = await handle.execute_update(GitOpsWorkflow.sync, SyncInput())
+    assert synced.commit == user and synced.status.commit == user, (first, user, write_back_commit,
+                                                                  synced.status.rejected)
+    assert (await handle.query(GitOpsWorkflow.status)).commit == user
+    await wait_for(lambda: current(repo).commit == user)
+    # A commit that changes nothing orbiter acts on (a README) is not an applied commit either.
+    repo.push({"README.md": "notes\n"}, "docs")
+    synced = await handle.execute_update(GitOpsWorkflow.sync, SyncInput())
+    assert synced.commit == user

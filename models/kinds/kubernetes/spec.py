@@ -99,6 +99,10 @@ class KubernetesCluster(KindSpec):
 
 
 
+    def repo_files(self) -> list[str]:
+        manifest = self.cni.manifest
+        return [manifest.lstrip("/")] if manifest and not manifest.startswith(("https://", "http://")) else []
+
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         refs: list[tuple[tuple[str, ...], PoolRef]] = [(("controlPlane",), self.control_plane)]
         return refs + [(("workers", group), ref) for group, ref in self.workers.items()]

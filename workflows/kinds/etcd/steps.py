@@ -152,6 +152,8 @@ class RemoveMember(Step[EtcdReconcile]):
     """One member at a time from the end of the pool, the leader last; never below quorum."""
 
     id = "remove-member"
+    gate = "scaleDown"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         spec: EtcdCluster = view.spec
@@ -194,6 +196,7 @@ class Roll(Step[EtcdReconcile]):
     """A change of version, TLS or flags: every member that stays, one at a time, health-gated."""
 
     id = "roll"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         spec: EtcdCluster = view.spec
@@ -202,8 +205,10 @@ class Roll(Step[EtcdReconcile]):
         if not changed and all(n.version in (None, spec.version) for n in view.nodes if n.joined):
             return []
         staying = [n.machine for n in view.nodes if n.joined][: spec.members.nodes]
+        upgrade = (view.applied is not None and view.applied.version != spec.version) or any(
+            n.version not in (None, spec.version) for n in view.nodes if n.joined)
         return [self.item(f"roll {name}", f"{name} to etcd {spec.version} with the new settings, then a health gate",
-                          machines=[name]) for name in staying]
+                          machines=[name], gate="upgrade" if upgrade else None) for name in staying]
 
     async def run(self, r: EtcdReconcile, item: PlannedStep) -> None:
         await r.certs()
@@ -238,6 +243,7 @@ class Observe(Step[EtcdReconcile]):
 
 class Destroy(Step[EtcdReconcile]):
     id = "destroy"
+    gate = "destroy"
 
     def plan(self, view: View) -> list[PlannedStep]:
         if not view.nodes:

@@ -190,6 +190,7 @@ class Reboot(Step[R]):
     """`orbiter reboot`: drain, reboot through the provider, wait until Ready, uncordon."""
 
     id = "reboot"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         return [self.item(f"reboot {name}", "drain, reboot, wait until Ready, uncordon", machines=[name])
@@ -228,6 +229,8 @@ class Reboot(Step[R]):
 
 class RemoveWorker(Step[R]):
     id = "remove-worker"
+    gate = "scaleDown"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         return [self.item(f"remove worker {name}", "cordon and drain, kubeadm reset, delete the node, release the"
@@ -242,6 +245,8 @@ class RemoveControlPlane(Step[R]):
     """One at a time, each behind a health gate: never take a member from an etcd that is not whole."""
 
     id = "remove-control-plane"
+    gate = "scaleDown"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         return [self.item(f"remove control plane {name}", "health gate, then drain, kubeadm reset (its etcd"
@@ -268,6 +273,7 @@ class Destroy(Step[R]):
     """kubeadm reset everywhere (workers first), machines released; the kubeconfig secret stays."""
 
     id = "destroy"
+    gate = "destroy"
 
     def plan(self, view: View) -> list[PlannedStep]:
         names = [n.machine for n in view.nodes]

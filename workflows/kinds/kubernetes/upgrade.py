@@ -32,6 +32,8 @@ def at(version: str | None, target: str) -> bool:
 
 class Upgrade(Step[KubernetesReconcile]):
     id = "upgrade"
+    gate = "upgrade"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         spec = plan.spec_of(view)
@@ -46,7 +48,7 @@ class Upgrade(Step[KubernetesReconcile]):
                 continue
             if hop != spec.version:
                 items.append(self.item(f"packages {plan.shown(hop)}", f"the highest {plan.shown(hop)} patch the"
-                                       " package source offers", version=hop))
+                                       " package source offers", version=hop, gate=None, disruptive=False))
             items += [self.item(f"upgrade {m} to {plan.shown(hop)}", "kubeadm upgrade, drain, kubelet and kubectl,"
                                 " uncordon, health gate", machines=[m], version=hop) for m in cp_todo]
             size = spec.upgrade.max_unavailable

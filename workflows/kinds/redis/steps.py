@@ -120,6 +120,7 @@ class FailoverFrom(Step[RedisReconcile]):
     replica. It asks who is primary first, so a retried or replayed step never fails over twice."""
 
     id = "failover"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         return []  # planned by RemoveMember and Roll, where the primary is to go
@@ -133,13 +134,16 @@ class RemoveMember(Step[RedisReconcile]):
     """Replicas first; the primary after a failover to a member that stays. Stop, wipe, release."""
 
     id = "remove-member"
+    gate = "scaleDown"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         out = []
         for n in _replicas_first(_leaving(view)):
             if n.leader:
                 out.append(FAILOVER.item(f"failover from {n.machine}", f"Sentinel promotes a replica that stays;"
-                                         f" {n.machine} leaves as a replica", machines=[n.machine]))
+                                         f" {n.machine} leaves as a replica", machines=[n.machine],
+                                         gate="scaleDown"))
             out.append(self.item(f"remove member {n.machine}", "stop Redis and Sentinel, wipe the data, release"
                                  " the machine", machines=[n.machine]))
         return out
@@ -163,6 +167,7 @@ class Roll(Step[RedisReconcile]):
     failover, then the old primary; each health-gated."""
 
     id = "roll"
+    disruptive = True
 
     def plan(self, view: View) -> list[PlannedStep]:
         spec: RedisCluster = view.spec
@@ -174,13 +179,16 @@ class Roll(Step[RedisReconcile]):
         if not changed and all(n.version in (None, spec.version) for n in _joined(view)):
             return []
         staying = [n for n in _joined(view) if n not in _leaving(view)]
+        upgrade = (view.applied is not None and view.applied.version != spec.version) or any(
+            n.version not in (None, spec.version) for n in staying)
+        gate = "upgrade" if upgrade else None
         out = []
         for n in _replicas_first(staying):
             if n.leader and len(staying) > 1:
                 out.append(FAILOVER.item(f"failover from {n.machine}", "Sentinel promotes a rolled replica, so"
-                                         f" {n.machine} restarts as a replica", machines=[n.machine]))
+                                         f" {n.machine} restarts as a replica", machines=[n.machine], gate=gate))
             out.append(self.item(f"roll {n.machine}", f"{n.machine} to redis {spec.version} with the new settings,"
-                                 " then a health gate", machines=[n.machine]))
+                                 " then a health gate", machines=[n.machine], gate=gate))
         return out
 
     async def run(self, r: RedisReconcile, item: PlannedStep) -> None:
@@ -234,6 +242,7 @@ class Observe(Step[RedisReconcile]):
 
 class Destroy(Step[RedisReconcile]):
     id = "destroy"
+    gate = "destroy"
 
     def plan(self, view: View) -> list[PlannedStep]:
         if not view.nodes:
