@@ -148,7 +148,14 @@ class GitRepo:
             (self.clone / name).write_text(content)
         git(self.clone, "add", *files)
         git(self.clone, "commit", "-q", "-m", message)
-        git(self.clone, "push", "-q", "origin", "main")
+        for attempt in range(5):
+            # orbiter's write-back may land between the pull and the push: pull again, as a user would.
+            pushed = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=self.clone, capture_output=True)
+            if pushed.returncode == 0:
+                break
+            if attempt == 4:
+                raise AssertionError(f"git push failed: {pushed.stderr.decode().strip()}")
+            git(self.clone, "pull", "-q", "--rebase", "origin", "main")
         return git(self.clone, "rev-parse", "HEAD")
 
     def has_remote_main(self) -> bool:

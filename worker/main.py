@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from orbiter.models.ids import SEARCH_ATTRIBUTES, TASK_QUEUE
+from orbiter.worker.heartbeats import Heartbeats
 from orbiter.worker.registry import activities, workflows
 
 ACTIVITY_THREADS = 64
@@ -42,6 +43,7 @@ def build_worker(client: Client, executor: ThreadPoolExecutor) -> Worker:
         activities=activities(client),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        interceptors=[Heartbeats()],
     )
 
 

@@ -241,7 +241,6 @@ class GitOpsWorkflow:
                     repo=self.repo, current_yaml=self.state.status.to_yaml(), sealed_secrets=sealed, message=message
                 ),
                 start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=GIT_RETRY,
                 summary="write current.yml",
             )

@@ -149,7 +149,6 @@ class NodeAgentWorkflow:
                 converge_node,
                 ConvergeNodeInput(machine=machine, spec=spec, secrets=secrets),
                 start_to_close_timeout=timedelta(minutes=40),
-                heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=self._retry(),
                 summary=f"converge {machine.id}",
             )

@@ -110,7 +110,6 @@ class EtcdReconcile:
             EtcdStatusInput(target=self.target(members), wait_healthy=wait, expect_members=expect,
                             timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=30),
-            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=ETCD_RETRY,
             summary="health gate" if wait else "etcd status",
         )

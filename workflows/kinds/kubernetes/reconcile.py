@@ -215,7 +215,6 @@ class KubernetesReconcile:
             KubeadmInitInput(target=KubeTarget(cluster=self.name, via=[machine], secrets=self.ctx.desired.secrets),
                              config=config),
             start_to_close_timeout=timedelta(minutes=12),
-            heartbeat_timeout=timedelta(minutes=2),
             retry_policy=KUBE_RETRY,
             summary=f"kubeadm init {first.name}",
         )
@@ -269,7 +268,6 @@ class KubernetesReconcile:
                 KubeadmJoinInput(target=target, machine=self.ctx.state.machines[member.name], node=member.name,
                                  config=config, control_plane=control_plane),
                 start_to_close_timeout=timedelta(minutes=12),
-                heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=KUBE_RETRY,
                 summary=f"kubeadm join {member.name}",
             )
@@ -290,7 +288,6 @@ class KubernetesReconcile:
                           timeout_seconds=HEALTH_TIMEOUT.total_seconds(),
                           gate_control_planes=gate if wait_ready else []),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=60),
-            heartbeat_timeout=timedelta(seconds=60),
             retry_policy=KUBE_RETRY,
             summary="health gate" if wait_ready else "nodes",
         )
@@ -306,7 +303,6 @@ class KubernetesReconcile:
             drain,
             NodeActionInput(target=self.target(), node=member.name, timeout_seconds=timeout),
             start_to_close_timeout=timedelta(seconds=timeout + 120),
-            heartbeat_timeout=timedelta(minutes=1),  # a lost worker's drain is retried at once
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"drain {member.name}",
         )

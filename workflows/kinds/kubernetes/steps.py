@@ -213,7 +213,6 @@ class Reboot(Step[R]):
                 RebootMachineInput(provider_name=member.provider, provider=r.ctx.provider(member.provider),
                                    machine=machine, secrets=r.ctx.desired.secrets, boot_id=member.reboot_from),
                 start_to_close_timeout=timedelta(minutes=12),
-                heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=KUBE_RETRY,
                 summary=f"reboot {name}",
             )
