@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.activities.temporal_ops import TemporalOps
     from orbiter.models.cluster import DesiredUpdate, SignalClusterInput
     from orbiter.models.current import ClusterStatus, OrbStatus
-    from orbiter.models.desired import Orb, change_control, cluster_providers
+    from orbiter.models.desired import Orb, change_control, cluster_providers, os_updates
     from orbiter.models.duration import parse_duration
     from orbiter.models.errors import error_line
     from orbiter.models.gitops import (
@@ -213,6 +213,7 @@ class GitOpsWorkflow:
             control=change_control(orb, cluster),
             notify=orb.spec.notify,
             subject=self.state.desired_subject,
+            os_updates=os_updates(orb, cluster),
         )
         try:
             await workflow.execute_activity(

@@ -233,7 +233,8 @@ async def test_the_applied_commit_is_the_users_when_a_write_back_lands_on_top(cl
     await worker.start()
     handle = client.get_workflow_handle(wid)
     synced = await handle.execute_update(GitOpsWorkflow.sync, SyncInput())
-    assert synced.commit == user and synced.status.commit == user, (first, user, write_back_commit, synced.status.rejected)
+    assert synced.commit == user and synced.status.commit == user, (
+        first, user, write_back_commit, synced.status.rejected)
     assert (await handle.query(GitOpsWorkflow.status)).commit == user
     await wait_for(lambda: current(repo).commit == user)
     # A commit that changes nothing orbiter acts on (a README) is not an applied commit either.
