@@ -70,9 +70,11 @@ class UpdateChecks:
         if desired is None or status.commit is None or desired.spec.destroyed:
             return None
         interval = parse_duration(desired.spec.updates.check)
-        if status.updates is None or status.updates.checked is None:
-            return timedelta(0)
-        return datetime.fromisoformat(status.updates.checked) + interval - workflow.now()
+        seen = status.updates
+        if seen is None or seen.checked is None or (seen.policy, seen.version) != (
+                desired.spec.updates.policy, desired.spec.current_version() or ""):
+            return timedelta(0)  # never checked, or checked for another version or policy: status would be stale
+        return datetime.fromisoformat(seen.checked) + interval - workflow.now()
 
     async def wait(self, pending: Callable[[], bool]) -> None:
         """Wait until `pending()`, running each check that falls due meanwhile (never during a reconcile)."""

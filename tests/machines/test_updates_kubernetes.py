@@ -1,0 +1,64 @@
+"""A patch policy on Kubernetes (the kubeadm stand-ins at 1.31.2, 1.31.4 and 1.32.0): orbiter
+commits v1.31.4 to desired.yml, the cluster upgrades to it through kubeadm, and 1.32.0 is only
+reported (one minor up is not a patch)."""
+
+import uuid
+
+import pytest
+
+from orbiter.activities.ssh import connect
+from orbiter.models.providers import default_secret_names
+from orbiter.models.refs import RepoRef
+from orbiter.models.secrets import read_secret
+
+from ..conftest import MASTER_KEY, GitRepo, git
+from ..standins import read_invocations
+from ..support.etcd_flows import current, wait_cluster
+from ..support.flows import takeoff, wait_for
+from ..support.net import subnet
+from .test_kubernetes_e2e import PROVIDER, desired, k8s_machines, names_of, stop_orb
+from .test_updates_etcd import orbiter_commits
+
+pytestmark = [pytest.mark.machines, pytest.mark.slow]
+
+SUBNET = subnet(95)
+OLD, PATCH, MINOR = "1.31.2", "1.31.4", "1.32.0"
+
+
+async def test_patch_policy_moves_to_the_newest_patch_through_a_commit(client, worker, repo: GitRepo,
+                                                                       local_provider):
+    orb = "ku" + uuid.uuid4().hex[:6]
+    cp0, _, _, app0, _, _ = names_of(orb)
+    wid = None
+    with k8s_machines((OLD, PATCH, MINOR), subnet=SUBNET) as machines:
+        try:
+            first = repo.push({"desired.yml": desired(orb, version=OLD, subnet=SUBNET,
+                                                      extra="      updates: {policy: patch, check: 3s}\n")},
+                              "kubernetes 1.31.2, patch updates")
+            wid = await takeoff(client, RepoRef(url=repo.url))
+            commits = await wait_for(lambda: orbiter_commits(repo), timeout=900, interval=2,
+                                     what="orbiter's version commit")
+            sha, author, subject = commits[0]
+            assert author == "orbiter" and subject.startswith(
+                f"orbiter: update meta kubernetes v{OLD} -> v{PATCH} (policy patch, offered by provider {PROVIDER}")
+            assert git(repo.remote, "rev-parse", f"{sha}~1") in {first} | set(git(  # on top of the user's commit
+                repo.remote, "rev-list", f"{first}..{sha}~1").split())
+            assert f'version: v{PATCH}' in (repo.remote_file("desired.yml", sha) or "")
+            status = await wait_cluster(repo, sha, timeout=900)
+            assert {n.version for n in status.nodes} == {f"v{PATCH}"} and all(n.ready for n in status.nodes)
+
+            # 1.32.0 is offered and reported, never taken by a patch policy.
+            seen = await wait_for(lambda: (u := current(repo).clusters["meta"].updates) and u.version == f"v{PATCH}"
+                                  and u, timeout=60, what="a check at 1.31.4")
+            assert (seen.available, seen.takes) == (f"v{MINOR}", None)
+            assert len(orbiter_commits(repo)) == 1
+
+            key = read_secret(MASTER_KEY, repo.remote_file("secrets.yml") or "",
+                              default_secret_names(PROVIDER)["maintenance"]).decode()
+            by_id = {m.id: m for m in machines.list()}
+            with connect(by_id[cp0], key) as cp:
+                applies = [c for c in read_invocations(cp) if c["argv"][:3] == ["kubeadm", "upgrade", "apply"]]
+            assert [(c["argv"][3], c["exit"]) for c in applies] == [(f"v{PATCH}", 0)]
+            assert app0 in {n.machine for n in status.nodes}
+        finally:
+            await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])
