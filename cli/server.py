@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from orbiter.models.secrets import SecretsError
 from orbiter.worker.client import ConnectError, connect, temporal_address
 from orbiter.worker.codec_server import serve as serve_codec
+from orbiter.worker.identity import MixedVersions
 from orbiter.worker.logs import setup_logging
 from orbiter.worker.main import run_worker
 from orbiter.worker.masterkey import load_master_key
@@ -96,7 +97,7 @@ def worker() -> None:
 
     try:
         asyncio.run(main())
-    except (ConnectError, SecretsError) as err:
+    except (ConnectError, SecretsError, MixedVersions) as err:
         fail(str(err))
     except KeyboardInterrupt:
         pass

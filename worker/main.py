@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from orbiter.models.ids import SEARCH_ATTRIBUTES, TASK_QUEUE
+from orbiter.worker.identity import build_id, identity, refuse_mixed_minor
 from orbiter.worker.registry import activities, workflows
 
 ACTIVITY_THREADS = 64
@@ -42,6 +43,8 @@ def build_worker(client: Client, executor: ThreadPoolExecutor) -> Worker:
         activities=activities(client),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        identity=identity(),  # `orbiter status` lists the versions serving the queue (worker/identity.py)
+        build_id=build_id(),
     )
 
 
@@ -55,6 +58,7 @@ async def run_worker(client: Client, stop: asyncio.Event | None = None) -> None:
             if attempt == 59:
                 raise
             await asyncio.sleep(0.5)
+    await refuse_mixed_minor(client)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = build_worker(client, executor)
         if stop is None:
