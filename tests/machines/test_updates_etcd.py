@@ -16,6 +16,7 @@ from ..support.etcd_debs import build_etcd_351
 from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, poke, stop_orb, wait_cluster
 from ..support.flows import takeoff, wait_for
 from ..support.net import subnet
+from ..support.served import remove_debs
 from ..workflows.test_replay import RECORD
 from ..workflows.test_replay import _save as save_history
 
@@ -96,3 +97,4 @@ async def test_policies_report_take_and_roll_to_a_newer_etcd(client, worker, rep
         finally:
             if wid is not None:
                 await stop_orb(client, orb, wid, machines)
+            remove_debs(AptRepo(machines), [d.name for d in debs])  # the session's other modules share the repo
