@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 from typing import Literal
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import Field, StrictStr, field_validator
 
 from .base import Model, Spec
@@ -57,8 +58,6 @@ class OrbiterUpdates(Spec):
     @field_validator("version")
     @classmethod
     def _specifier(cls, value: str) -> str:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
         try:
             SpecifierSet(value)
         except InvalidSpecifier:

@@ -121,3 +121,18 @@ def test_which_machines_have_os_work():
     assert not needs_os_work([], True, OsUpdates(policy="all", reboot="never"))
     assert not needs_os_work(["tzdata=1"], False, OsUpdates(policy="security"))
     assert needs_os_work(["tzdata=1"], False, OsUpdates(policy="all", reboot="never"))
+
+
+def test_self_update_takes_the_newest_allowed_patch_only_when_the_orbs_ask():
+    from orbiter.models.selfupdate import choose_version
+    from orbiter.models.updates import OrbiterUpdates
+
+    patch = OrbiterUpdates(version=">=0.2,<0.3", updates="patch")
+    offered = ["0.2.0", "0.2.1", "0.2.3", "0.3.0", "0.2.4rc1", "junk"]
+    assert choose_version("0.2.0", offered, [patch], set()) == "0.2.3"  # not 0.3.0 (a minor), not a pre-release
+    assert choose_version("0.2.0", offered, [patch], {"0.2.3"}) == "0.2.1"  # a version that failed here is skipped
+    assert choose_version("0.2.0", offered, [patch, OrbiterUpdates(version="<0.2.2", updates="patch")],
+                          set()) == "0.2.1"  # every orb's range
+    assert choose_version("0.2.0", offered, [patch, OrbiterUpdates(updates="none")], set()) is None
+    assert choose_version("0.2.0", offered, [None], set()) is None  # no orb asks
+    assert choose_version("0.2.3", offered, [patch], set()) is None
