@@ -106,7 +106,7 @@ class UpdateChecks:
         status = UpdatesStatus(policy=spec.updates.policy, version=spec.current_version() or "", checked=now_iso())
         package = spec.version_package()
         os = desired.os_updates
-        refresh = os is not None and os.policy != "none"
+        refresh = os is not None and os.acts  # also for reboot: auto alone (the listing says reboot-required)
         members = self.state.kind.members if self.state.kind else []
         machines = [self.state.machines[m.name] for m in members if m.name in self.state.machines]
         provider = spec.pools()[0][1].provider

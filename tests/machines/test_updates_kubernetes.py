@@ -6,17 +6,17 @@ import uuid
 
 import pytest
 
-from orbiter.activities.ssh import connect
+from orbiter.activities.ssh import SshError, connect
 from orbiter.models.providers import default_secret_names
 from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
 
 from ..conftest import MASTER_KEY, GitRepo, git
 from ..standins import read_invocations
-from ..support.etcd_flows import current, wait_cluster
+from ..support.etcd_flows import current, poke, wait_cluster
 from ..support.flows import takeoff, wait_for
 from ..support.net import subnet
-from .test_kubernetes_e2e import PROVIDER, desired, k8s_machines, names_of, stop_orb
+from .test_kubernetes_e2e import PROVIDER, _kube_steps, desired, k8s_machines, names_of, stop_orb
 from .test_updates_etcd import orbiter_commits
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
@@ -60,5 +60,35 @@ async def test_patch_policy_moves_to_the_newest_patch_through_a_commit(client, w
                 applies = [c for c in read_invocations(cp) if c["argv"][:3] == ["kubeadm", "upgrade", "apply"]]
             assert [(c["argv"][3], c["exit"]) for c in applies] == [(f"v{PATCH}", 0)]
             assert app0 in {n.machine for n in status.nodes}
+
+            # A worker asking for a reboot (reboot: auto): drained, rebooted, back Ready and uncordoned.
+            text = repo.remote_file("desired.yml") or ""
+            reboots = repo.push({"desired.yml": text.replace("      updates:", "      osUpdates: {policy: none,"
+                                                             " reboot: auto}\n      updates:", 1)}, "reboots allowed")
+            await poke(client, wid)
+            await wait_cluster(repo, reboots, timeout=300)
+            boot = _ssh(by_id[app0], key, "cat /proc/sys/kernel/random/boot_id")
+            _ssh(by_id[app0], key, "echo '*** System restart required ***' > /var/run/reboot-required")
+            await wait_for(lambda: _ssh(by_id[app0], key, "cat /proc/sys/kernel/random/boot_id", None)
+                           not in (None, boot), timeout=300, interval=2, what=f"{app0} rebooted")
+            settled = await wait_for(lambda: (m := current(repo).clusters["meta"]) and m.phase == "Ready" and all(
+                n.ready and not n.cordoned and not n.reboot_required for n in m.nodes) and m, timeout=300,
+                what="Ready, uncordoned, no reboot due")
+            assert len(settled.nodes) == 2
+            with connect(by_id[cp0], key) as cp:
+                calls = [c for c in _kube_steps(read_invocations(cp)) if c.endswith(f" {app0}")]
+            # One drain and uncordon for the patch upgrade, one for the reboot.
+            assert calls == [f"kubectl drain {app0}", f"kubectl uncordon {app0}"] * 2, calls
         finally:
             await stop_orb(client, orb, wid, [m["id"] for m in machines.list_status()])
+
+
+def _ssh(machine, key: str, command: str, unreachable: object = ...) -> str | None:
+    """A command's output; `unreachable` instead while the machine reboots (if given)."""
+    try:
+        with connect(machine, key) as session:
+            return session.run(command, check=True).stdout.strip()
+    except SshError:
+        if unreachable is ...:
+            raise
+        return unreachable  # type: ignore[return-value]
