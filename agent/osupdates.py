@@ -3,9 +3,10 @@ and whether it asks for a reboot.
 
 The node agent's observe reports them every round, so the listing must cost a converged machine
 nothing: `apt-get -s upgrade` runs only when the package lists or the dpkg status changed since it
-last ran (their mtimes key a cache under /var/cache/orbiter), and its lines leave as one base64
-field. Held packages (orbiter holds the kinds' packages at their versions) are never listed: apt
-does not upgrade them, so OS updates never move a version desired.yml names.
+last ran (their mtimes key a cache under /var/cache/orbiter, which holds the finished base64
+field), so a converged round adds one process (stat) to the round trip. Held packages (orbiter
+holds the kinds' packages at their versions) are never listed: apt does not upgrade them, so OS
+updates never move a version desired.yml names.
 """
 
 import base64
@@ -18,15 +19,19 @@ from orbiter.models.updates import SECURITY
 REBOOT_REQUIRED = "/var/run/reboot-required"
 CACHE = "/var/cache/orbiter/upgradable"
 
-# One shell function: prints `O<TAB><base64 of the Inst lines>` and `R<TAB>0|1`.
+# One shell function: prints `O<TAB><base64 of the Inst lines>` and `R<TAB>0|1`. A converged round
+# costs one process (stat): the cache holds the key and the finished O line, read with builtins.
 FUNCTION = rf"""obs_os() {{
-  k=$(stat -c %Y /var/lib/apt/lists /var/lib/dpkg/status 2>/dev/null | tr '\n' .)
-  if [ "$(head -n1 {CACHE} 2>/dev/null)" != "$k" ]; then
+  k=$(stat --printf '%Y.' /var/lib/apt/lists /var/lib/dpkg/status 2>/dev/null || true)
+  c=; o=
+  {{ read -r c; read -r o; }} 2>/dev/null < {CACHE} || true
+  if [ "$c" != "$k" ] || [ -z "$o" ]; then
     mkdir -p {CACHE.rsplit('/', 1)[0]}
-    {{ printf '%s\n' "$k"; apt-get -s -q -o Debug::NoLocking=1 upgrade 2>/dev/null | grep '^Inst ' || true; }} \
-      > {CACHE}.tmp && mv -f {CACHE}.tmp {CACHE}
+    o=$(printf 'O\t%s' "$( {{ apt-get -s -q -o Debug::NoLocking=1 upgrade 2>/dev/null | grep '^Inst ' || true; }} \
+      | base64 -w0)")
+    printf '%s\n%s\n' "$k" "$o" > {CACHE}.tmp && mv -f {CACHE}.tmp {CACHE}
   fi
-  printf 'O\t%s\n' "$(tail -n +2 {CACHE} 2>/dev/null | base64 -w0)"
+  printf '%s\n' "$o"
   if [ -e {REBOOT_REQUIRED} ]; then printf 'R\t1\n'; else printf 'R\t0\n'; fi
 }}
 """
