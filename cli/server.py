@@ -187,7 +187,7 @@ def up(
 
     try:
         asyncio.run(main())
-    except (ConnectError, SecretsError) as err:
+    except (ConnectError, SecretsError, MixedVersions) as err:
         fail(str(err))
     finally:
         if proc:
