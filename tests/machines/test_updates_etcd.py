@@ -17,6 +17,7 @@ from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, poke, 
 from ..support.flows import takeoff, wait_for
 from ..support.net import subnet
 from ..support.served import remove_debs
+from ..workflows.test_cli import ainvoke
 from ..workflows.test_replay import RECORD
 from ..workflows.test_replay import _save as save_history
 
@@ -24,10 +25,11 @@ pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
 SUBNET = subnet(94)
 COMMENT = "# the platform team's etcd"
+APPROVAL = "      approval: {for: [upgrade]}\n"
 
 
-def orb_yaml(orb: str, policy: str) -> str:
-    text = desired(orb, 3, extra=f"      updates: {{policy: {policy}, check: 3s}}\n", subnet=SUBNET)
+def orb_yaml(orb: str, policy: str, extra: str = "") -> str:
+    text = desired(orb, 3, extra=f"      updates: {{policy: {policy}, check: 3s}}\n{extra}", subnet=SUBNET)
     return text.replace('version: "3.4.23"\n', f'version: "3.4.23"   {COMMENT}\n', 1)
 
 
@@ -64,6 +66,9 @@ async def test_policies_report_take_and_roll_to_a_newer_etcd(client, worker, rep
                                   what="3.5.1 reported")
             assert seen.takes is None and seen.committed is None and "package repository" in seen.source
             assert seen.offered[:2] == ["3.5.1", "3.4.23"]
+            shown = await ainvoke("status", "--repo", repo.url)
+            assert ("meta: etcd 3.5.1 available (at 3.4.23, seen in provider lab's package repository); policy none:"
+                    " reported only") in " ".join(shown.stdout.split()), shown.stdout
             c2 = repo.push({"desired.yml": orb_yaml(orb, "patch")}, "patch updates")
             await poke(client, wid)
             await wait_cluster(repo, c2)
@@ -72,8 +77,9 @@ async def test_policies_report_take_and_roll_to_a_newer_etcd(client, worker, rep
             assert (seen.available, seen.takes, seen.committed) == ("3.5.1", None, None)
             assert orbiter_commits(repo) == []
 
-            # Minor: orbiter commits 3.5.1, the version line only, and the cluster rolls to it.
-            c3 = repo.push({"desired.yml": orb_yaml(orb, "minor")}, "minor updates")
+            # Minor: orbiter commits 3.5.1, the version line only; that commit waits for an approval of the
+            # upgrade like any other, then the cluster rolls to it.
+            c3 = repo.push({"desired.yml": orb_yaml(orb, "minor", APPROVAL)}, "minor updates, upgrades approved")
             await poke(client, wid)
             commits = await wait_for(lambda: orbiter_commits(repo), timeout=120, what="orbiter's version commit")
             sha, author, subject = commits[0]
@@ -83,7 +89,14 @@ async def test_policies_report_take_and_roll_to_a_newer_etcd(client, worker, rep
             diff = git(repo.remote, "diff", "--unified=0", c3, sha, "--", "desired.yml")
             changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
             assert changed == [f'-      version: "3.4.23"   {COMMENT}', f'+      version: "3.5.1"   {COMMENT}']
+            waiting = await wait_for(lambda: (m := current(repo).clusters["meta"]) and m.desired_commit == sha
+                                     and m.phase == "AwaitingApproval" and m, timeout=120, what="approval asked")
+            assert waiting.commit == c3 and all(n.version == "3.4.23" for n in waiting.nodes)
+            assert waiting.approval.needs and all(need.endswith("(upgrade)") for need in waiting.approval.needs)
+            approved = await ainvoke("approve", "meta", "--plan", waiting.approval.plan, "--by", "alice")
+            assert approved.exit_code == 0, approved.output
             done = await wait_cluster(repo, sha, timeout=900)
+            assert (done.approval.state, done.approval.by) == ("approved", "alice")
             assert {n.version for n in done.nodes} == {"3.5.1"} and len(done.nodes) == 3 and all(
                 n.ready for n in done.nodes)
             after = await wait_for(lambda: (u := updates_of(repo)) and u.version == "3.5.1" and u, timeout=60,
