@@ -6,11 +6,15 @@ fetch-rebase-retry as the write-back. A user's commit always wins: if it changed
 the cluster, orbiter's commit is dropped; if it changed anything else, orbiter's edit goes on top.
 """
 
+import contextlib
+import fcntl
 import hashlib
+import os
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from temporalio import activity
@@ -57,10 +61,26 @@ def edit_version(text: str, cluster: str, old: str, new: str) -> str | None:
     return out
 
 
+@contextlib.contextmanager
+def _locked(input: CommitVersionInput) -> Iterator[None]:
+    """One version commit at a time per repository: clusters of one orb share the clone."""
+    path = _path(input).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _path(input: CommitVersionInput) -> Path:
+    return state_dir() / "update-worktrees" / hashlib.sha256(input.repo.url.encode()).hexdigest()[:16]
+
+
 def _worktree(input: CommitVersionInput) -> Path:
     """A clone of its own (the write-back's may be busy at the same moment)."""
-    digest = hashlib.sha256(input.repo.url.encode()).hexdigest()[:16]
-    path = state_dir() / "update-worktrees" / digest
+    path = _path(input)
     if not (path / ".git").exists():
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,33 +96,38 @@ def commit_version_update(input: CommitVersionInput) -> CommitVersionResult:
     """Commit `version: new` for the cluster as orbiter and push it. Idempotent: a retry finds the
     version already there (its own earlier push) and commits nothing."""
     try:
-        path = _worktree(input)
-        for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
-            activity.heartbeat(attempt)
-            git(input.repo, "fetch", "-q", "origin", input.repo.branch, cwd=path)
-            git(input.repo, "reset", "-q", "--hard", "FETCH_HEAD", cwd=path)
-            file = path / DESIRED
-            try:
-                edited = edit_version(file.read_text() if file.exists() else "", input.cluster, input.old, input.new)
-            except Dropped as err:
-                activity.logger.info("version update of %s dropped: %s", input.cluster, err)
-                return CommitVersionResult(note=f"dropped: {err}")
-            if edited is None:
-                return CommitVersionResult(note=f"desired.yml names {input.new} already")
-            file.write_text(edited)
-            git(input.repo, "add", DESIRED, cwd=path)
-            git(input.repo, *AUTHOR, "commit", "-q", "--author", "orbiter <orbiter@localhost>", "-m", input.message,
-                cwd=path)
-            pushed = git(input.repo, "push", "-q", "origin", f"HEAD:refs/heads/{input.repo.branch}", cwd=path,
-                         check=False)
-            if pushed.returncode == 0:
-                return CommitVersionResult(commit=git(input.repo, "rev-parse", "HEAD", cwd=path).stdout.strip())
-            activity.logger.info("push of a version update to %s rejected (attempt %d)", input.repo.url, attempt)
-            time.sleep(min(0.2 * attempt, 2.0))
-        raise ApplicationError(f"push to {input.repo.url} kept being rejected after {MAX_PUSH_ATTEMPTS} attempts",
-                               type="GitError")
+        with _locked(input):
+            return _commit(input)
     except GitError as err:
         raise ApplicationError(str(err), type="GitError") from None
 
+
+def _commit(input: CommitVersionInput) -> CommitVersionResult:
+    """The attempts: fetch, edit, commit, push; a rejected push starts again from the remote."""
+    path = _worktree(input)
+    for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
+        activity.heartbeat(attempt)
+        git(input.repo, "fetch", "-q", "origin", input.repo.branch, cwd=path)
+        git(input.repo, "reset", "-q", "--hard", "FETCH_HEAD", cwd=path)
+        file = path / DESIRED
+        try:
+            edited = edit_version(file.read_text() if file.exists() else "", input.cluster, input.old, input.new)
+        except Dropped as err:
+            activity.logger.info("version update of %s dropped: %s", input.cluster, err)
+            return CommitVersionResult(note=f"dropped: {err}")
+        if edited is None:
+            return CommitVersionResult(note=f"desired.yml names {input.new} already")
+        file.write_text(edited)
+        git(input.repo, "add", DESIRED, cwd=path)
+        git(input.repo, *AUTHOR, "commit", "-q", "--author", "orbiter <orbiter@localhost>", "-m", input.message,
+            cwd=path)
+        pushed = git(input.repo, "push", "-q", "origin", f"HEAD:refs/heads/{input.repo.branch}", cwd=path,
+                     check=False)
+        if pushed.returncode == 0:
+            return CommitVersionResult(commit=git(input.repo, "rev-parse", "HEAD", cwd=path).stdout.strip())
+        activity.logger.info("push of a version update to %s rejected (attempt %d)", input.repo.url, attempt)
+        time.sleep(min(0.2 * attempt, 2.0))
+    raise ApplicationError(f"push to {input.repo.url} kept being rejected after {MAX_PUSH_ATTEMPTS} attempts",
+                           type="GitError")
 
 ACTIVITIES = [commit_version_update]
