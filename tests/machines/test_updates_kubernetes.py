@@ -92,3 +92,28 @@ def _ssh(machine, key: str, command: str, unreachable: object = ...) -> str | No
         if unreachable is ...:
             raise
         return unreachable  # type: ignore[return-value]
+
+
+def test_a_static_machine_says_what_its_own_apt_offers(local_provider):
+    """Providers that serve nothing ask a member's own apt: one SSH round trip, first machine that answers."""
+    from orbiter.activities.providers import runtime_for
+    from orbiter.activities.ssh import generate_ed25519
+    from orbiter.models.machines import Machine
+    from orbiter.models.providers.static import StaticProvider
+
+    from ..support.net import host
+    from ..support.static_machines import prepare_server, static_servers
+
+    private, public = generate_ed25519()
+    with static_servers("updstatic", SUBNET, {"s1": host(SUBNET, 2)}, public,
+                        [f"{v}-1.1" for v in (OLD, PATCH, MINOR)]) as (servers, apt):
+        server = servers["s1"]
+        prepare_server(server, private)
+        with connect(server, private) as s:
+            s.run(f"echo '{apt.source_line()}' > /etc/apt/sources.list.d/cluster.list", check=True)
+        provider = StaticProvider.model_validate({"kind": "static", "pools": {"p": [{"id": "s1", "ip": server.ip}]}})
+        gone = Machine(id="s0", provider="dc1", pool="p", ip=host(SUBNET, 200), key_secret="k")
+        machine = server.model_copy(update={"provider": "dc1", "pool": "p"})
+        seen = runtime_for("dc1", provider).offered_versions("kubeadm", [gone, machine], lambda m: private)
+        assert seen.source == "apt on s1"  # the unreachable machine is skipped
+        assert seen.versions == [f"{v}-1.1" for v in (MINOR, PATCH, OLD)]
