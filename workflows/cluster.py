@@ -81,6 +81,8 @@ class ClusterWorkflow:
         while True:
             if workflow.patched(UPDATE_CHECK_PATCH):
                 await self.updates.wait(self._work_pending)  # update checks fall due while idle
+                if self.updates.rollover:  # many checks and no reconcile: keep the history short
+                    await self._continue_as_new()
             else:
                 await workflow.wait_condition(self._work_pending)
             desired = self.state.desired
@@ -117,17 +119,7 @@ class ClusterWorkflow:
             self._close(record)
             reconciles += 1
             if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                await self.notifier.drain()
-                await workflow.wait_condition(lambda: not self.report_due and not self.reporting)
-                workflow.continue_as_new(
-                    ClusterInput(
-                        orb=self.input.orb,
-                        cluster=self.input.cluster,
-                        gitops_workflow_id=self.input.gitops_workflow_id,
-                        state=self.state,
-                    )
-                )
+                await self._continue_as_new()
 
     async def _reconcile(self, desired: DesiredUpdate) -> None:
         """Plan the kind's runbook for `desired`, show the plan, run it; idempotent, so running it
@@ -203,6 +195,19 @@ class ClusterWorkflow:
         self.state.notices += 1
         self.notifier.send(self.state.notices, desired.notify, desired.secrets, notice[0], self.input.orb, notice[1],
                            cluster=self.input.cluster, phase=self.state.status.phase, commit=desired.commit)
+
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.notifier.drain()
+        await workflow.wait_condition(lambda: not self.report_due and not self.reporting)
+        workflow.continue_as_new(
+            ClusterInput(
+                orb=self.input.orb,
+                cluster=self.input.cluster,
+                gitops_workflow_id=self.input.gitops_workflow_id,
+                state=self.state,
+            )
+        )
 
     async def report(self) -> None:
         """Send the observed state to the GitOps workflow, the only writer to the repo. In the

@@ -34,6 +34,7 @@ from .gates import now_iso
 CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(seconds=30),
                           maximum_attempts=3)
 OFFERED_KEPT = 10
+CHECKS_BEFORE_CONTINUE_AS_NEW = 500  # an idle cluster checking every 3s continues as new every 25 minutes
 
 
 def set_os_facts(state: ClusterState, machine: str, upgradable: list[str] | None, reboot: bool | None) -> None:
@@ -63,6 +64,8 @@ class UpdateHooks:
 class UpdateChecks:
     def __init__(self, cluster: str, state: ClusterState, hooks: UpdateHooks) -> None:
         self.cluster, self.state, self.hooks = cluster, state, hooks
+        self.checks = 0
+        self.rollover = False  # this run made enough checks: the workflow continues as new
 
     def due_in(self) -> timedelta | None:
         """Time until the next check; None: nothing to check (no desired state, nothing applied yet)."""
@@ -90,6 +93,10 @@ class UpdateChecks:
                 except TimeoutError:
                     pass
             await self.check()
+            self.checks += 1
+            if self.checks >= CHECKS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
+                self.rollover = True
+                return
 
     def settled(self) -> bool:
         """Ready at the commit in force: orbiter adds no change of its own to a change under way."""
