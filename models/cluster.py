@@ -14,6 +14,7 @@ from .nodespec import Change
 from .notify import Sink
 from .providers import Provider
 from .refs import SecretsRef
+from .updates import OsUpdates
 
 
 class DesiredUpdate(Model):
@@ -29,6 +30,7 @@ class DesiredUpdate(Model):
     max_parallel: int = 10
     control: ChangeControl = ChangeControl()  # approval and maintenance windows in force for the cluster
     notify: list[Sink] = []
+    os_updates: OsUpdates | None = None  # the cluster's osUpdates, else the orb's
 
 
 MachineAction = Literal["replace", "reboot"]

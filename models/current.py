@@ -8,6 +8,7 @@ from pydantic import Field
 from .base import Model
 from .change import ApprovalStatus, ChangeRecord, Override
 from .nodespec import Change, UnitState
+from .updates import OrbiterStatus, UpdatesStatus
 
 Phase = Literal["Pending", "Reconciling", "AwaitingApproval", "AwaitingWindow", "Ready", "Blocked", "Paused",
                 "Destroying", "Destroyed"]
@@ -40,6 +41,10 @@ class NodeStatus(Model):
     error: str | None = None
     drift: list[Change] = []
     units: dict[str, UnitState] = {}
+    # OS updates the machine's apt offers ("openssl 3.0.15-1~deb12u1 (security)"), and whether it
+    # asks for a reboot (/var/run/reboot-required): None until its node agent or a check said so.
+    upgradable: list[str] | None = None
+    reboot_required: bool | None = Field(None, alias="rebootRequired")
 
 
 class ClusterStatus(Model):
@@ -58,6 +63,7 @@ class ClusterStatus(Model):
     override: Override | None = None  # the last `orbiter apply-now`
     history: list[ChangeRecord] = []  # the latest reconciles, newest last (git log of current.yml has all)
     nodes: list[NodeStatus] = []
+    updates: UpdatesStatus | None = None  # versions the package source offers, and what orbiter did about them
 
 
 class OrbStatus(Model):
@@ -68,6 +74,7 @@ class OrbStatus(Model):
     rejected: Rejected | None = None
     error: str | None = None  # e.g. the git remote cannot be reached
     clusters: dict[str, ClusterStatus] = {}
+    orbiter: OrbiterStatus | None = None  # the workers' versions and the last self-update
 
     def to_yaml(self) -> str:
         data = self.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -89,6 +96,7 @@ class OrbStatus(Model):
         return {
             "orb": self.orb,
             "commit": self.commit,
+            "orbiter": self.orbiter.model_dump(mode="json") if self.orbiter else None,
             "rejected": self.rejected.model_dump() if self.rejected else None,
             "clusters": [
                 {
@@ -102,8 +110,10 @@ class OrbStatus(Model):
                     "desiredCommit": c.desired_commit,
                     "approval": c.approval.model_dump(mode="json") if c.approval else None,
                     "override": c.override.model_dump(mode="json") if c.override else None,
+                    "updates": c.updates.model_dump(mode="json", exclude={"offered"}) if c.updates else None,
                     "nodes": [
-                        {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready}
+                        {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready,
+                         "upgradable": n.upgradable or [], "rebootRequired": bool(n.reboot_required)}
                         for n in c.nodes
                     ],
                 }

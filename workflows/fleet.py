@@ -187,4 +187,6 @@ class Fleet:
             error=report.error if report and not report.ok else None,
             units=report.units if report else {},
             drift=self.state.drift.get(member.name, []),
+            upgradable=report.upgradable if report else None,
+            rebootRequired=report.reboot_required if report else None,
         )

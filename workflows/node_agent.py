@@ -193,6 +193,8 @@ class NodeAgentWorkflow:
             versions=versions,
             units=units,
             host_key=self.machine.host_key,
+            upgradable=observed.upgradable if observed else None,
+            reboot_required=observed.reboot_required if observed else None,
         )
         try:
             await workflow.get_external_workflow_handle(self.input.parent_workflow_id).signal(

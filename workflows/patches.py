@@ -19,4 +19,13 @@ class Patch:
     removable_after: str  # when no history that needs the old path can be running any more
 
 
-PATCHES: tuple[Patch, ...] = ()
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        id="update-check",
+        why="ClusterWorkflow waits for its next commit with a timer for the periodic update check (version"
+            " and OS update policies); histories recorded before it waited without one",
+        added_in="0.2.x (update policies, issue 15)",
+        removable_after="every cluster workflow started before it has continued as new on a worker that has it (one"
+                        " reconcile or a continue-as-new suggestion after the upgrade); then deprecate_patch",
+    ),
+)

@@ -6,6 +6,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from orbiter.models.base import Spec
 from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef, PortRule
+from orbiter.models.updates import VersionChoice, one_step
 
 ROLE = "member"
 
@@ -47,6 +48,17 @@ class EtcdCluster(KindSpec):
 
     def member_ports(self) -> list[PortRule]:
         return [PortRule(ports=["2379", "2380"], why="etcd clients and peers")]
+
+    def current_version(self) -> str | None:
+        return self.version
+
+    def version_package(self) -> str | None:
+        return "etcd-server"
+
+    def choose_versions(self, offered: list[str]) -> VersionChoice:
+        """etcd upgrades one minor at a time and never down (its rolling-upgrade rule: a 3.4 cluster
+        takes 3.5 members, not 3.6 ones)."""
+        return one_step(self.version, offered)
 
 
 class EtcdMember(MemberBase):

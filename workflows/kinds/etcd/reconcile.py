@@ -153,3 +153,13 @@ class EtcdReconcile:
         self.ctx.state.status.nodes = nodes
         self.ctx.state.status.endpoints = self.endpoints() if self.members else []
         await self.ctx.report()
+
+    # -- a member out for a while (OS updates, workflows/osupdates.py) ---------------------------
+    async def before_disruption(self, name: str) -> None:
+        """Every member healthy first: with one down the others keep a quorum."""
+        await self.status(wait=True, expect=len(self.members))
+
+    async def after_disruption(self, name: str) -> None:
+        await self.status(wait=True, expect=len(self.members))
+        assert self.fresh is not None
+        await self.observe(self.fresh)

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         kubeadm_join,
         kubeadm_reset,
         network_facts,
+        uncordon,
     )
     from orbiter.models.duration import parse_duration
     from orbiter.models.kinds.kubernetes import KIND, kubeadm_config, node
@@ -365,3 +366,20 @@ class KubernetesReconcile:
         known = self.control_planes and (self.kind.load_balancer or not self.spec.load_balanced())
         self.ctx.state.status.endpoints = [f"https://{self.endpoint()}"] if known else []
         await self.ctx.report()
+
+    # --- a member out for a while (OS updates, workflows/osupdates.py) --------------------------
+    async def before_disruption(self, name: str) -> None:
+        """The cluster healthy first, then the node drained."""
+        await self.health_gate()
+        member = self.member(name)
+        if member is not None and member.joined:
+            await self.drain(member)
+
+    async def after_disruption(self, name: str) -> None:
+        member = self.member(name)
+        if member is not None and member.joined:
+            await self.nodes(wait_ready=[name])
+            await workflow.execute_activity(
+                uncordon, NodeActionInput(target=self.target(), node=name),
+                start_to_close_timeout=timedelta(minutes=2), retry_policy=KUBE_RETRY, summary=f"uncordon {name}")
+        await self.health_gate()
