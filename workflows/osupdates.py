@@ -88,7 +88,6 @@ class OsUpdates(Step[D]):
             apply_os_updates,
             OsUpdateInput(machine=ctx.state.machines[name], secrets=ctx.desired.secrets, packages=packages),
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=1),
             retry_policy=OS_RETRY,
             summary=f"{'upgrade ' + ' '.join(packages) if packages else 'os updates'} on {name}",
         )
@@ -104,7 +103,6 @@ class OsUpdates(Step[D]):
             RebootMachineInput(provider_name=machine.provider, provider=ctx.provider(machine.provider),
                                machine=machine, secrets=ctx.desired.secrets, boot_id=seen.boot_id),
             start_to_close_timeout=timedelta(minutes=12),
-            heartbeat_timeout=timedelta(minutes=1),
             retry_policy=OS_RETRY,
             summary=f"reboot {name}",
         )

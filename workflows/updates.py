@@ -114,7 +114,6 @@ class UpdateChecks:
                                       provider=desired.providers[provider], package=package, machines=machines,
                                       secrets=desired.secrets, refresh_os=refresh),
                     start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(minutes=2),
                     retry_policy=CHECK_RETRY,
                     summary=f"update check of {self.cluster}",
                 )
@@ -159,7 +158,6 @@ class UpdateChecks:
                 CommitVersionInput(repo=desired.secrets.repo, cluster=self.cluster, old=status.version,
                                    new=status.takes, message=message),
                 start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=CHECK_RETRY,
                 summary=f"commit {self.cluster} {kind} {status.takes}",
             )

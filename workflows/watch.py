@@ -26,6 +26,8 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
                         updates: UpdateChecks | None) -> bool:
     """Until a commit, a retry or a pause needs a reconcile (True); False when the history asks
     to continue as new first."""
+    if updates is None:
+        return await _watch_only(orb, cluster, state, runbooks, work_pending, report)
     next_watch: timedelta | None = None  # since the wait began, by workflow time
     began = workflow.now()
     while not work_pending():
@@ -57,6 +59,25 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
         if workflow.info().is_continue_as_new_suggested():
             return False
     return True
+
+
+async def _watch_only(orb: str, cluster: str, state: ClusterState, runbooks: dict[str, Runbook],
+                      work_pending: Callable[[], bool], report: Callable[[], Awaitable[None]]) -> bool:
+    """Histories from before the update-check patch: this exact sequence of awaits and timers
+    (always one wait, also when work is pending already), or they would not replay."""
+    while True:
+        desired = state.desired
+        runbook = runbooks.get(desired.spec.kind) if desired else None
+        if desired is None or runbook is None or not runbook.watches or state.status.phase != "Ready":
+            await workflow.wait_condition(work_pending)
+            return True
+        try:
+            await workflow.wait_condition(work_pending, timeout=timedelta(seconds=desired.drift_interval_seconds))
+            return True
+        except TimeoutError:
+            await _watch(orb, cluster, state, runbook, report)
+        if workflow.info().is_continue_as_new_suggested():
+            return False
 
 
 async def _watch(orb: str, cluster: str, state: ClusterState, runbook: Runbook,

@@ -10,6 +10,7 @@ crash may retry an activity, never repeat a step), and the work really moved bet
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -163,7 +164,8 @@ async def test_three_workers_two_killed_then_the_server_killed(orbiter_env, repo
                     ids |= seen
                     for node in status.nodes:
                         ids |= (await history_facts(client, f"node/{orb}/{name}/{node.machine}"))[1]
-                pids = {int(i.split("@")[0]) for i in ids if i.split("@")[0].isdigit()}
+                # orbiter's workers name themselves "orbiter 0.2.0 (build ...) on HOST pid N".
+                pids = {int(m.group(1)) for i in ids if (m := re.search(r"pid (\d+)$", i))}
                 print(f"task identities in the histories: {sorted(ids)}; killed {killed}, started after {later}")
                 assert pids & set(killed) and pids & later, (killed, later, ids)
                 assert len(machines.list_status()) == sum(CLUSTERS.values())
