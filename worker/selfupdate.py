@@ -63,13 +63,17 @@ def _index_args(index: str) -> list[str]:
 def offered(index: str) -> list[str]:
     """The versions of orbiter the index has (only the index: never a same-named package elsewhere)."""
     only = _index_args(index) + (["--no-index"] if "--find-links" in _index_args(index) else [])
-    proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "orbiter", "--json", *only],
+    # The text form: `--json` exists only in pip 24 and later, and the worker's venv has any pip.
+    proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "orbiter", *only],
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         if "No matching distribution" in proc.stderr:
             return []
         raise SelfUpdateError(f"pip cannot list orbiter in {index}: {proc.stderr.strip().splitlines()[-1:]}")
-    return list(json.loads(proc.stdout).get("versions", []))
+    for line in proc.stdout.splitlines():
+        if line.startswith("Available versions:"):
+            return [v.strip() for v in line.split(":", 1)[1].split(",") if v.strip()]
+    return []
 
 
 class Supervisor:
