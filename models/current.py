@@ -19,7 +19,7 @@ class Rejected(Model):
 
     commit: str
     file: str
-    line: int | None
+    line: int | None = None  # none for a file that is missing; current.yml then leaves it out
     message: str
 
 
