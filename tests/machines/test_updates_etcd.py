@@ -93,7 +93,7 @@ async def test_policies_report_take_and_roll_to_a_newer_etcd(client, worker, rep
                                      and m.phase == "AwaitingApproval" and m, timeout=120, what="approval asked")
             assert waiting.commit == c3 and all(n.version == "3.4.23" for n in waiting.nodes)
             assert waiting.approval.needs and all(need.endswith("(upgrade)") for need in waiting.approval.needs)
-            approved = await ainvoke("approve", "meta", "--plan", waiting.approval.plan, "--by", "alice")
+            approved = await ainvoke("approve", f"{orb}/meta", "--plan", waiting.approval.plan, "--by", "alice")
             assert approved.exit_code == 0, approved.output
             done = await wait_cluster(repo, sha, timeout=900)
             assert (done.approval.state, done.approval.by) == ("approved", "alice")

@@ -3,6 +3,7 @@ identity, `orbiter status` lists the ones polling the task queue, and a worker r
 beside workers of another minor version (the documented rule for mixed versions)."""
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -30,7 +31,16 @@ async def test_status_shows_the_versions_polling_the_task_queue(client, worker, 
 
     orb = "wv" + uuid.uuid4().hex[:6]
     repo.push({"desired.yml": desired(orb)}, "an orb")
-    await takeoff(client, RepoRef(url=repo.url))
+    wid = await takeoff(client, RepoRef(url=repo.url))
+    try:
+        await _shows_this_worker(repo)
+    finally:  # the session's server serves other modules: no second cluster "meta" is left there
+        for done in (wid, f"cluster/{orb}/meta"):
+            with contextlib.suppress(Exception):
+                await client.get_workflow_handle(done).terminate("test over")
+
+
+async def _shows_this_worker(repo: GitRepo) -> None:
     mine = identity()
     assert mine.startswith(f"orbiter {orbiter_version()} (build {build_id()}) on ")
     assert build_id().startswith(orbiter_version() + "+") and len(build_id()) > len(orbiter_version()) + 8
