@@ -87,7 +87,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             assert f"remove member {victim}" in waiting.approval.steps
             assert members(etcdctl) == sorted(names)
             assert {m["id"] for m in machines.list_status() if m["state"] == "running"} >= set(names)
-            shown = await ainvoke("status", f"{orb}/meta")
+            shown = await ainvoke("status", "meta", "--repo", repo.url)
             assert f"approve: orbiter approve meta --plan {waiting.approval.plan}" in shown.stdout
 
             wrong = await ainvoke("approve", f"{orb}/meta", "--plan", "0123456789ab")
@@ -112,7 +112,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             assert etcdctl("get", "/kept", "--print-value-only").strip() == "yes"
 
             # History: newest first, each with its steps, approver and result, read from git.
-            shown = await ainvoke("history", f"{orb}/meta", "-o", "json")
+            shown = await ainvoke("history", "meta", "--repo", repo.url, "-o", "json")
             assert shown.exit_code == 0, shown.output
             history = [(r["commit"], r["result"], r["approvedBy"]) for r in json.loads(shown.stdout)]
             assert history[:4] == [(c4, "Ready", "alice"), (c3, "Superseded", None), (c2, "Ready", None),
