@@ -19,7 +19,7 @@ from orbiter.workflows.cluster import error_line
 from orbiter.workflows.gitops import GitOpsWorkflow
 
 from .common import Output, OutputOpt, console, fail, print_json
-from .connection import gitops_id, run_with_client
+from .connection import gitops_id, orb_of, run_with_client
 from .updates import print_updates, with_workers
 
 RepoOpt = Annotated[str, typer.Option("--repo", help="git URL: a path, file://, ssh:// or git@host:path")]
@@ -131,23 +131,27 @@ async def live_progress(client: Client, orb: OrbStatus) -> dict[str, str]:
 
 
 async def fetch_status(client: Client, repo: str | None, branch: str) -> OrbStatus:
-    wid = await gitops_id(client, repo, branch)
+    return await query_status(client, await gitops_id(client, repo, branch))
+
+
+async def query_status(client: Client, wid: str) -> OrbStatus:
     try:
         return await client.get_workflow_handle(wid).query(GitOpsWorkflow.status)
     except RPCError as err:
         fail(f"cannot read the status of {wid}: {err.message}")
 
 
-def status(cluster: Annotated[str | None, typer.Argument(help="show only this cluster")] = None,
+def status(cluster: Annotated[str | None, typer.Argument(help="show only this cluster (NAME or ORB/NAME)")] = None,
            repo: OptionalRepoOpt = None, branch: BranchOpt = "main", output: OutputOpt = Output.table) -> None:
     """Clusters with phase, commit, nodes and last error; the orb's rejected commit if any."""
 
     async def body(client: Client) -> tuple[OrbStatus, dict[str, str]]:
-        orb = await fetch_status(client, repo, branch)
-        if cluster is not None:
-            if cluster not in orb.clusters:
-                fail(f"no cluster {cluster!r} in orb {orb.orb} (clusters: {', '.join(orb.clusters) or 'none'})")
-            orb = orb.model_copy(update={"clusters": {cluster: orb.clusters[cluster]}})
+        wid, only = await orb_of(client, repo, branch, cluster)
+        orb = await query_status(client, wid)
+        if only is not None:
+            if only not in orb.clusters:
+                fail(f"no cluster {only!r} in orb {orb.orb} (clusters: {', '.join(orb.clusters) or 'none'})")
+            orb = orb.model_copy(update={"clusters": {only: orb.clusters[only]}})
         orb = await with_workers(client, orb)
         return orb, await live_progress(client, orb)
 

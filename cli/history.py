@@ -21,7 +21,7 @@ from orbiter.models.refs import RepoRef
 from orbiter.workflows.gitops import GitOpsWorkflow
 
 from .common import Output, OutputOpt, console, fail, print_json
-from .connection import gitops_id, run_with_client
+from .connection import orb_of, run_with_client
 from .gitops import BranchOpt, OptionalRepoOpt
 
 Key = tuple[str, str, str]  # cluster, commit, started
@@ -67,7 +67,7 @@ def collect(versions: list[OrbStatus], cluster: str | None) -> list[tuple[str, C
 
 
 def history(
-    cluster: Annotated[str | None, typer.Argument(help="only this cluster")] = None,
+    cluster: Annotated[str | None, typer.Argument(help="only this cluster (NAME or ORB/NAME)")] = None,
     repo: OptionalRepoOpt = None, branch: BranchOpt = "main",
     limit: Annotated[int, typer.Option("--limit", help="versions of current.yml to read, newest first")] = 500,
     output: OutputOpt = Output.table,
@@ -76,21 +76,22 @@ def history(
     approved it, when it started and ended, and how it ended (Ready, Blocked, Rejected, Superseded).
     Rollback is `git revert` of the commit; `history` shows it apply like any other."""
 
-    async def body(client: Client) -> tuple[OrbInfo, OrbStatus]:
-        handle = client.get_workflow_handle(await gitops_id(client, repo, branch))
+    async def body(client: Client) -> tuple[OrbInfo, OrbStatus, str | None]:
+        wid, only = await orb_of(client, repo, branch, cluster)
+        handle = client.get_workflow_handle(wid)
         try:
-            return await handle.query(GitOpsWorkflow.about), await handle.query(GitOpsWorkflow.status)
+            return await handle.query(GitOpsWorkflow.about), await handle.query(GitOpsWorkflow.status), only
         except RPCError as err:
             fail(f"cannot ask {handle.id}: {err.message}")
 
-    info, live = run_with_client(body)
-    if cluster is not None and cluster not in live.clusters:
-        fail(f"no cluster {cluster!r} in orb {live.orb} (clusters: {', '.join(live.clusters) or 'none'})")
+    info, live, only = run_with_client(body)
+    if only is not None and only not in live.clusters:
+        fail(f"no cluster {only!r} in orb {live.orb} (clusters: {', '.join(live.clusters) or 'none'})")
     try:
         versions = [OrbStatus.from_yaml(text) for text in current_versions(info.repo, limit)]
     except (GitError, subprocess.SubprocessError) as err:
         fail(f"cannot read the history of current.yml in {info.repo.url}: {err}")
-    records = collect([*versions, live], cluster)
+    records = collect([*versions, live], only)
     if output == Output.json:
         print_json([{"cluster": name, **r.model_dump(mode="json", by_alias=True)} for name, r in records])
         return

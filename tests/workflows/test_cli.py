@@ -13,8 +13,10 @@ import typer.main
 import yaml
 from typer.testing import CliRunner
 
+from orbiter.activities.repo import normalize_url
 from orbiter.cli.app import app
 from orbiter.models.current import ClusterStatus, NodeStatus, OrbStatus
+from orbiter.models.ids import gitops_workflow_id
 from orbiter.models.load import load_desired
 
 from ..conftest import GitRepo, free_port
@@ -310,7 +312,7 @@ def _orb(request) -> str:
 
 
 @pytest.mark.slow
-async def test_takeoff_status_poke_and_rejected_commit(client, worker, repo: GitRepo, request):
+async def test_takeoff_status_poke_and_rejected_commit(client, worker, repo: GitRepo, request, tmp_path):
     orb = _orb(request)
     good = repo.push({"desired.yml": PAUSED.replace("name: lab", f"name: {orb}")}, "day one")
     first = await ainvoke("takeoff", "--repo", repo.url)
@@ -339,6 +341,21 @@ async def test_takeoff_status_poke_and_rejected_commit(client, worker, repo: Git
     assert [c["name"] for c in json.loads(only.stdout)["clusters"]] == ["meta"]
     unknown = await ainvoke("status", "nope", "--repo", repo.url)
     assert unknown.exit_code == 1 and "no cluster 'nope'" in unknown.stderr
+    # ORB/CLUSTER finds the orb's repository without --repo, however many the server watches.
+    (tmp_path / "other").mkdir()
+    other = GitRepo(tmp_path / "other")
+    other.push({"desired.yml": PAUSED.replace("name: lab", f"name: {orb}x")}, "another orb, another repo")
+    assert (await ainvoke("takeoff", "--repo", other.url)).exit_code == 0
+    await wait_for(lambda: (c := current(other).clusters.get("meta")) and c.phase == "Paused")
+    assert "write ORB/meta" in (await ainvoke("status", "meta")).stderr
+    by_orb = await ainvoke("status", f"{orb}/meta", "-o", "json")
+    assert by_orb.exit_code == 0, by_orb.output
+    assert json.loads(by_orb.stdout)["orb"] == orb and [c["name"] for c in json.loads(by_orb.stdout)["clusters"]] == [
+        "meta"]
+    history = await ainvoke("history", f"{orb}/meta", "-o", "json")
+    assert history.exit_code == 0 and {r["cluster"] for r in json.loads(history.stdout)} <= {"meta"}, history.output
+    for wid in (f"cluster/{orb}x/meta", gitops_workflow_id(normalize_url(other.url), "main")):
+        await client.get_workflow_handle(wid).terminate("test over")
     # `poke --wait` returns at once for a paused cluster: nothing will be applied; not a success.
     waited = await ainvoke("poke", "--wait", "--repo", repo.url, "--timeout", "60")
     assert waited.exit_code == 1 and "Paused" in waited.stdout, waited.output
