@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
 
 from ...context import Blocked
 from ...runbook import Step
+from ...teardown import DestroyMembers
 from .reconcile import ETCD_RETRY, EtcdReconcile, rolled_fields
 
 
@@ -241,20 +242,5 @@ class Observe(Step[EtcdReconcile]):
         await r.observe(r.fresh or await r.status())
 
 
-class Destroy(Step[EtcdReconcile]):
-    id = "destroy"
-    gate = "destroy"
-
-    def plan(self, view: View) -> list[PlannedStep]:
-        if not view.nodes:
-            return []
-        names = [n.machine for n in view.nodes]
-        return [self.item("destroy", f"stop every member and release {_range(names)}; the secrets stay",
-                          machines=names)]
-
-    async def run(self, r: EtcdReconcile, item: PlannedStep) -> None:
-        for member in list(r.members):
-            await r.release(member)
-            r.kind.members = [m for m in r.members if m is not member]
-        r.ctx.state.status.nodes = []
-        r.ctx.state.status.endpoints = []
+class Destroy(DestroyMembers[EtcdReconcile]):
+    stops = "stop every member"

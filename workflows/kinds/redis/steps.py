@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 
 from ...context import Blocked
 from ...runbook import Step
+from ...teardown import DestroyMembers
 from .reconcile import RedisReconcile, rolled_fields
 
 
@@ -240,23 +241,8 @@ class Observe(Step[RedisReconcile]):
         await r.observe(r.fresh or await r.status())
 
 
-class Destroy(Step[RedisReconcile]):
-    id = "destroy"
-    gate = "destroy"
-
-    def plan(self, view: View) -> list[PlannedStep]:
-        if not view.nodes:
-            return []
-        names = [n.machine for n in view.nodes]
-        return [self.item("destroy", f"stop Redis and Sentinel, wipe the data and release {', '.join(names)};"
-                          " the secrets stay", machines=names)]
-
-    async def run(self, r: RedisReconcile, item: PlannedStep) -> None:
-        for member in list(r.members):
-            await r.release(member)
-            r.kind.members = [m for m in r.members if m is not member]
-        r.ctx.state.status.nodes = []
-        r.ctx.state.status.endpoints = []
+class Destroy(DestroyMembers[RedisReconcile]):
+    stops = "stop Redis and Sentinel, wipe the data"
 
 
 FAILOVER = FailoverFrom()
