@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import SecretsError, merge_sealed
 from orbiter.worker.masterkey import load_master_key
 
-from .repo import GitError, applied_commit, commit_subject, git, read_file, remote_head, state_dir
+from .repo import GitError, applied_commit, clone, commit_subject, git, read_file, remote_head
 
 AUTHOR = ["-c", "user.name=orbiter", "-c", "user.email=orbiter@localhost"]
 MAX_PUSH_ATTEMPTS = 10
@@ -74,16 +72,7 @@ def read_desired(input: ReadDesiredInput) -> ReadDesiredResult:
 
 
 def _worktree(input: WriteBackInput) -> Path:
-    digest = hashlib.sha256(input.repo.url.encode()).hexdigest()[:16]
-    path = state_dir() / "worktrees" / digest
-    if not (path / ".git").exists():
-        shutil.rmtree(path, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent))
-        git(input.repo, "clone", "-q", "--branch", input.repo.branch, input.repo.url, str(tmp / "w"))
-        (tmp / "w").rename(path)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return clone(input.repo, "worktrees")
 
 
 def _apply(input: WriteBackInput, path: Path) -> bool:

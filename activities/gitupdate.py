@@ -7,14 +7,8 @@ the cluster, orbiter's commit is dropped; if it changed anything else, orbiter's
 """
 
 import contextlib
-import fcntl
-import hashlib
-import os
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from temporalio import activity
@@ -24,7 +18,8 @@ from orbiter.models.load import DesiredStateError, field_line, load_desired
 from orbiter.models.updatecheck import CommitVersionInput, CommitVersionResult
 
 from .git import AUTHOR, MAX_PUSH_ATTEMPTS
-from .repo import GitError, git, state_dir
+from .locks import file_lock
+from .repo import GitError, clone, clone_path, git
 
 DESIRED = "desired.yml"
 
@@ -61,34 +56,17 @@ def edit_version(text: str, cluster: str, old: str, new: str) -> str | None:
     return out
 
 
-@contextlib.contextmanager
-def _locked(input: CommitVersionInput) -> Iterator[None]:
+WORKTREES = "update-worktrees"
+
+
+def _locked(input: CommitVersionInput) -> contextlib.AbstractContextManager[None]:
     """One version commit at a time per repository: clusters of one orb share the clone."""
-    path = _path(input).with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _path(input: CommitVersionInput) -> Path:
-    return state_dir() / "update-worktrees" / hashlib.sha256(input.repo.url.encode()).hexdigest()[:16]
+    return file_lock(clone_path(input.repo, WORKTREES).with_suffix(".lock"))
 
 
 def _worktree(input: CommitVersionInput) -> Path:
     """A clone of its own (the write-back's may be busy at the same moment)."""
-    path = _path(input)
-    if not (path / ".git").exists():
-        shutil.rmtree(path, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent))
-        git(input.repo, "clone", "-q", "--branch", input.repo.branch, input.repo.url, str(tmp / "w"))
-        (tmp / "w").rename(path)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return clone(input.repo, WORKTREES)
 
 
 @activity.defn

@@ -113,6 +113,25 @@ def mirror(repo: RepoRef) -> Path:
     return path
 
 
+def clone_path(repo: RepoRef, kind: str) -> Path:
+    return state_dir() / kind / hashlib.sha256(repo.url.encode()).hexdigest()[:16]
+
+
+def clone(repo: RepoRef, kind: str) -> Path:
+    """A working clone of the repo's branch under the state dir, made on first use; `kind` says
+    whose (the write-back's and the version commits' are apart, so neither waits on the other).
+    Cloned aside and renamed into place: a crash never leaves half a clone where the next looks."""
+    path = clone_path(repo, kind)
+    if not (path / ".git").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent))
+        git(repo, "clone", "-q", "--branch", repo.branch, repo.url, str(tmp / "w"))
+        (tmp / "w").rename(path)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
 def remote_head(repo: RepoRef) -> str:
     out = git(repo, "ls-remote", "--exit-code", repo.url, f"refs/heads/{repo.branch}", check=False, timeout=60)
     if out.returncode == 2:

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orbiter.activities.providers.local.nspawn import file_lock
+from orbiter.activities.locks import file_lock
 
 if TYPE_CHECKING:
     from orbiter.activities.providers.local.aptrepo import AptRepo

@@ -9,8 +9,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from orbiter.activities.locks import file_lock
 from orbiter.activities.providers.local.aptrepo import AptRepo
-from orbiter.activities.providers.local.nspawn import file_lock
 
 EPOCH = 1704067200
 

@@ -23,8 +23,10 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Protocol
 
+from orbiter.activities.locks import file_lock
+
 from . import nspawn
-from .nspawn import NspawnError, file_lock, sh
+from .nspawn import NspawnError, sh
 
 
 class RepoHost(Protocol):

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .nspawn import NspawnError, file_lock
+from orbiter.activities.locks import file_lock
+
+from .nspawn import NspawnError
 
 SUITE = "bookworm"
 IMAGE_PACKAGES = (

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from orbiter.activities.locks import file_lock
 from orbiter.activities.providers.base import Claim, MachineClaimed, ProviderError
 from orbiter.models.claims import CLAIM_FILE, claim_conflict, claim_text
 from orbiter.models.machines import Machine
@@ -31,7 +32,7 @@ from orbiter.models.machines import Machine
 from . import image, nspawn
 from .aptrepo import AptRepo
 from .network import LocalNetwork, write_json
-from .nspawn import NspawnError, file_lock, sh
+from .nspawn import NspawnError, sh
 from .paths import images_dir, state_dir
 
 DEFAULT_SUBNET = "10.77.0.0/24"

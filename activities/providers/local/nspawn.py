@@ -7,14 +7,12 @@ and these host-facing helpers can be reused (the apt repo server is a detached p
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from orbiter.activities.ssh import generate_ed25519
@@ -38,18 +36,6 @@ def sh(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Compl
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise NspawnError(f"{' '.join(args[:4])} failed ({proc.returncode}): {tail}")
     return proc
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock across threads and processes (one fd per holder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _mkdirs_like(upper: Path, lower: Path, rel: str) -> Path:
