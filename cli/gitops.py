@@ -177,6 +177,19 @@ def print_change_control(name: str, c: ClusterStatus) -> None:
                       f" at {c.override.at}", highlight=False)
 
 
+def print_data_care(name: str, c: ClusterStatus) -> None:
+    """The latest backup and restore of a cluster whose kind takes backups."""
+    if c.backup is not None:
+        b = c.backup
+        console.print(f"{name}: latest backup {b.id} (revision {b.revision}, {b.size} bytes, {b.taken_at},"
+                      f" {b.reason})", highlight=False)
+    if c.restore is not None:
+        r = c.restore
+        state = f"done {r.ended}" if r.ended else "running"
+        console.print(f"{name}: restored from {r.id} (revision {r.revision}) by {r.by or '-'}: {state}",
+                      highlight=False)
+
+
 def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None = None) -> None:
     progress = progress or {}
     if output == Output.json:
@@ -198,6 +211,7 @@ def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None
     console.print(table)
     for name, c in sorted(orb.clusters.items()):
         print_change_control(name, c)
+        print_data_care(name, c)
     for name, c in sorted(orb.clusters.items()):
         if not c.nodes:
             continue

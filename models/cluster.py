@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from .backups import BackupStoreSpec
 from .base import Model
 from .change import ChangeControl
 from .current import ClusterStatus, Phase
@@ -29,6 +30,7 @@ class DesiredUpdate(Model):
     max_parallel: int = 10
     control: ChangeControl = ChangeControl()  # approval and maintenance windows in force for the cluster
     notify: list[Sink] = []
+    backup_store: BackupStoreSpec | None = None  # the orb's spec.backupStore
 
 
 MachineAction = Literal["replace", "reboot"]

@@ -5,6 +5,7 @@ from typing import Literal
 import yaml
 from pydantic import Field
 
+from .backups import BackupInfo, RestoreRecord
 from .base import Model
 from .change import ApprovalStatus, ChangeRecord, Override
 from .nodespec import Change, UnitState
@@ -58,6 +59,8 @@ class ClusterStatus(Model):
     override: Override | None = None  # the last `orbiter apply-now`
     history: list[ChangeRecord] = []  # the latest reconciles, newest last (git log of current.yml has all)
     nodes: list[NodeStatus] = []
+    backup: BackupInfo | None = None  # the latest backup of the cluster's data
+    restore: RestoreRecord | None = None  # the latest restore
 
 
 class OrbStatus(Model):
@@ -102,6 +105,8 @@ class OrbStatus(Model):
                     "desiredCommit": c.desired_commit,
                     "approval": c.approval.model_dump(mode="json") if c.approval else None,
                     "override": c.override.model_dump(mode="json") if c.override else None,
+                    "backup": c.backup.model_dump(mode="json", exclude_none=True) if c.backup else None,
+                    "restore": c.restore.model_dump(mode="json", exclude_none=True) if c.restore else None,
                     "nodes": [
                         {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready}
                         for n in c.nodes

@@ -8,7 +8,6 @@ silently. The kind's runbook is found in the registry (models/kinds): nothing he
 """
 
 import asyncio
-from importlib import import_module
 from typing import NoReturn
 
 from temporalio import workflow
@@ -31,24 +30,17 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.kinds import KINDS, Refused, View
     from orbiter.models.node import NodeReport
 
+from .actions import ActionInput, ActionResult, check_action, run_action
 from .context import Blocked, ClusterContext
 from .details import current_details, notice_for
 from .gates import ChangeGates, GateHooks, PlanRejected, Superseded, now_iso
 from .members import add_command, command_refused, find_members, sync_nodes
 from .notify import Notifier
-from .runbook import Runbook
+from .runbooks import RUNBOOKS
 from .watch import wait_for_work
 
 RECONCILES_BEFORE_CONTINUE_AS_NEW = 100
 HISTORY_KEPT = 10  # reconciles in current.yml; its git history holds every one
-
-
-def _runbook(path: str) -> Runbook:
-    module, _, name = path.partition(":")
-    return getattr(import_module(module), name)()
-
-
-RUNBOOKS: dict[str, Runbook] = {name: _runbook(kind.runbook) for name, kind in KINDS.items()}
 
 
 def view_of(orb: str, cluster: str, state: ClusterState, desired: DesiredUpdate) -> View:
@@ -390,3 +382,11 @@ class ClusterWorkflow:
     @workflow.query
     def status(self) -> ClusterStatus:
         return self.state.status
+
+    @workflow.update(name="action")
+    async def action_update(self, input: ActionInput) -> ActionResult:
+        return await run_action(self.input.orb, self.input.cluster, self.state, RUNBOOKS, self.report, input)
+
+    @action_update.validator
+    def _validate_action(self, input: ActionInput) -> None:
+        check_action(self.state, RUNBOOKS, input)  # a kind's own action (`orbiter backup`), or one line why not

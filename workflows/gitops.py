@@ -213,6 +213,7 @@ class GitOpsWorkflow:
             control=change_control(orb, cluster),
             notify=orb.spec.notify,
             subject=self.state.desired_subject,
+            backup_store=orb.spec.backup_store,
         )
         try:
             await workflow.execute_activity(

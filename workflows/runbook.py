@@ -14,7 +14,9 @@ from typing import ClassVar, Generic, TypeVar
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from orbiter.models.actions import ActionInput, ActionResult
     from orbiter.models.change import GateClass
+    from orbiter.models.cluster import ClusterState
     from orbiter.models.kinds import PlannedStep, View
 
 from .context import ClusterContext
@@ -77,3 +79,12 @@ class Runbook(ABC, Generic[R]):
             await ctx.step(item.name)
             await steps[item.step].run(r, item)
             ctx.state.status.done.append(item.name)
+
+    def refuse_action(self, state: ClusterState, input: ActionInput) -> str | None:
+        """Why the kind cannot take an operator's action (`orbiter backup`) now; kinds that offer
+        actions override this and `act`."""
+        return f"{state.status.kind} clusters take no action {input.action}"
+
+    async def act(self, ctx: ClusterContext, input: ActionInput) -> ActionResult:
+        """Do an action `refuse_action` let through; its answer goes back to the CLI."""
+        raise NotImplementedError

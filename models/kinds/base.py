@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
+from orbiter.models.backups import BackupPolicy
 from orbiter.models.base import Model, Spec
 from orbiter.models.change import Approval, GateClass, Maintenance
 from orbiter.models.current import NodeStatus
@@ -83,6 +84,10 @@ class KindSpec(Spec):
         """Files of the orb's repository the cluster reads besides desired.yml and secrets.yml (a
         CNI manifest): a commit that changes one is a change to apply."""
         return []
+
+    def backup_policy(self) -> BackupPolicy | None:
+        """The cluster's `backup:` if its kind takes backups (they go to the orb's backupStore)."""
+        return None
 
 
 class MemberBase(Model):

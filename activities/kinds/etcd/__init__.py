@@ -3,8 +3,9 @@
 from collections.abc import Callable
 from typing import Any
 
+from .backup import etcd_backup
 from .certs import ensure_etcd_certs
 from .members import etcd_member_add, etcd_member_remove, etcd_status, etcd_wait_listening
 
 ACTIVITIES: list[Callable[..., Any]] = [ensure_etcd_certs, etcd_status, etcd_wait_listening, etcd_member_add,
-                                         etcd_member_remove]
+                                         etcd_member_remove, etcd_backup]

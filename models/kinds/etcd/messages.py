@@ -1,5 +1,6 @@
 """Messages of the etcd activities: certificates and membership, observed with etcdctl."""
 
+from orbiter.models.backups import BackupStoreSpec
 from orbiter.models.base import Model
 from orbiter.models.machines import Machine
 from orbiter.models.refs import SecretsRef
@@ -105,3 +106,15 @@ class MemberRemoveInput(Model):
     target: EtcdTarget
     name: str
     peer_url: str  # a member added but never started has no name yet; its peer URL finds it
+
+
+class EtcdBackupInput(Model):
+    """Take backup `backup_id` (derived in the workflow, so a retry writes the same one) from a
+    healthy follower of `target`, into `store`, then keep the newest `keep`."""
+
+    target: EtcdTarget
+    store: BackupStoreSpec
+    orb: str
+    backup_id: str
+    reason: str
+    keep: int = 14

@@ -4,7 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from orbiter.models.base import Spec
+from orbiter.models.backups import BackupInfo, BackupPolicy
+from orbiter.models.base import Model, Spec
 from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef, PortRule
 
 ROLE = "member"
@@ -35,6 +36,7 @@ class EtcdCluster(KindSpec):
     members: EtcdMembers
     tls: StrictBool = True
     flags: EtcdFlags = EtcdFlags()
+    backup: BackupPolicy | None = None
 
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         return [(("members",), self.members)]
@@ -48,6 +50,9 @@ class EtcdCluster(KindSpec):
     def member_ports(self) -> list[PortRule]:
         return [PortRule(ports=["2379", "2380"], why="etcd clients and peers")]
 
+    def backup_policy(self) -> BackupPolicy | None:
+        return self.backup
+
 
 class EtcdMember(MemberBase):
     # Fixed when the member first starts (ETCD_INITIAL_*), so scaling never restarts a member.
@@ -55,6 +60,18 @@ class EtcdMember(MemberBase):
     initial_state: Literal["new", "existing"] | None = None
 
 
+class PendingBackup(Model):
+    """A backup asked for and not yet in the store: its id is fixed before the activity runs, so a
+    retried or replayed activity writes that one backup, never a second."""
+
+    id: str
+    reason: str
+
+
 class EtcdState(KindState):
     kind: Literal["etcd"] = "etcd"
     members: list[EtcdMember] = []
+    backups_taken: int = 0  # the counter backup ids are made from
+    pending_backup: PendingBackup | None = None
+    backup_running: bool = False
+    latest_backup: BackupInfo | None = None

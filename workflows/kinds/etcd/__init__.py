@@ -1,14 +1,32 @@
 """The etcd cluster kind's runbook."""
 
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from orbiter.models.actions import ActionInput, ActionResult
+    from orbiter.models.cluster import ClusterState
+    from orbiter.models.kinds import PlannedStep, View
+
 from ...context import ClusterContext
 from ...runbook import Runbook
+from . import backups
+from .backups import Backup
 from .reconcile import EtcdReconcile
 from .steps import AddMember, Bootstrap, Destroy, Members, Observe, Packages, RemoveMember, Roll
 
 
 class EtcdRunbook(Runbook[EtcdReconcile]):
-    steps = (Packages(), Bootstrap(), AddMember(), RemoveMember(), Roll(), Members(), Observe())
+    steps = (Packages(), Bootstrap(), AddMember(), Backup(), RemoveMember(), Roll(), Members(), Observe())
     destroy_steps = (Destroy(),)
 
     def start(self, ctx: ClusterContext) -> EtcdReconcile:
         return EtcdReconcile(ctx)
+
+    def plan(self, view: View) -> list[PlannedStep]:
+        return backups.with_backup(self.steps[3], view, super().plan(view))
+
+    def refuse_action(self, state: ClusterState, input: ActionInput) -> str | None:
+        return backups.refuse(state, input)
+
+    async def act(self, ctx: ClusterContext, input: ActionInput) -> ActionResult:
+        return await backups.act(ctx, self.start(ctx), input)
