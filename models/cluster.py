@@ -62,6 +62,7 @@ class ClusterState(Model):
     node_generations: dict[str, int] = {}
     drift: dict[str, list[Change]] = {}  # machine -> what its agent last put back by itself
     commands: list[MachineCommand] = []
+    requests: list[str] = []  # a kind's actions waiting for the next reconcile ("restore ID"), planned like commands
     kind: AnyKindState | None = None
     notices: int = 0  # notifications made so far: the next one's number, part of its delivery id
 

@@ -46,7 +46,7 @@ HISTORY_KEPT = 10  # reconciles in current.yml; its git history holds every one
 def view_of(orb: str, cluster: str, state: ClusterState, desired: DesiredUpdate) -> View:
     """What the runbook plans from: the same fields current.yml has (see `orbiter plan`)."""
     return View(orb=orb, cluster=cluster, spec=desired.spec, applied=state.applied, nodes=state.status.nodes,
-                providers=desired.providers, commands=[str(c) for c in state.commands],
+                providers=desired.providers, commands=[str(c) for c in state.commands] + state.requests,
                 max_parallel=desired.max_parallel)
 
 

@@ -12,15 +12,22 @@ import pytest
 from typer.testing import CliRunner
 
 from orbiter.activities import backups
+from orbiter.activities.kinds.etcd.restore import LOG
+from orbiter.activities.ssh import connect
 from orbiter.cli.app import app
 from orbiter.models.backups import BackupInfo, DirBackupStore
+from orbiter.models.machines import Machine
 from orbiter.models.refs import RepoRef
+from orbiter.models.secrets import read_secret
 
-from ..conftest import GitRepo
+from ..conftest import MASTER_KEY, GitRepo
+from ..machines.test_etcd_crash import gitops_id, worker_processes
 from ..machines.test_etcd_e2e import plan_of
-from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, poke, wait_cluster
+from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, poke, stop_orb, wait_cluster, wait_step
 from ..support.flows import takeoff, wait_for
 from ..support.net import subnet
+from ..workflows.test_replay import RECORD
+from ..workflows.test_replay import _save as save_history
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
@@ -41,6 +48,15 @@ async def cli(*args: str, code: int = 0) -> str:
 
 async def listed(cluster: str) -> list[BackupInfo]:
     return [BackupInfo.model_validate(b) for b in json.loads(await cli("backups", cluster, "-o", "json"))]
+
+
+def restore_log(repo: GitRepo, node) -> list[str]:
+    """The restores a member's machine went through (one line per data directory swapped in)."""
+    key = read_secret(MASTER_KEY, repo.remote_file("secrets.yml"), "lab_maintenancekey").decode()
+    machine = Machine(id=node.machine, provider="lab", pool="etcd", ip=node.ip, key_secret="lab_maintenancekey",
+                      host_key=node.host_key)
+    with connect(machine, key) as session:
+        return session.run(f"cat {LOG} 2>/dev/null").stdout.splitlines()
 
 
 async def test_backups_and_restore(client, worker, repo: GitRepo, local_provider, tmp_path):
@@ -87,8 +103,70 @@ async def test_backups_and_restore(client, worker, repo: GitRepo, local_provider
         shown = json.loads(await cli("status", "meta", "--repo", repo.url, "-o", "json"))
         assert shown["clusters"][0]["backup"]["id"] == third
 
+        # Restore: keys written before the backup are back, keys written after it are gone, and
+        # every member agrees.
+        etcdctl("put", "/after/b", "B")
+        assert "not a backup of cluster meta" in await cli("restore", cluster, "--from", "other-20260101T000000Z-1",
+                                                           code=1)
+        assert "no backup meta-20260101T000000Z-9" in await cli("restore", cluster, "--from",
+                                                               "meta-20260101T000000Z-9", code=1)
+        await cli("pause", cluster)
+        assert "paused" in await cli("restore", cluster, "--from", third, code=1)
+        await cli("resume", cluster)
+        said = await cli("restore", cluster, "--from", third)
+        assert f"from {third}" in said
+        assert etcdctl("get", "/before/a", "--print-value-only").strip() == "A"
+        assert etcdctl("get", "/after/b", "--print-value-only").strip() == ""
+        hashes = {h["HashKV"]["hash"] for h in json.loads(etcdctl("endpoint", "hashkv", "-w", "json"))}
+        assert len(hashes) == 1, hashes
+        assert all(h["health"] for h in json.loads(etcdctl("endpoint", "health", "-w", "json")))
+        etcdctl("put", "/after/c", "C")  # writes work again
+        status = await wait_for(lambda: (s := current(repo).clusters["meta"]).restore and s.restore.ended and s,
+                                what="the restore in current.yml")
+        assert status.restore.id == third and status.phase == "Ready"
+        logs = [restore_log(repo, n) for n in status.nodes]
+        assert all(len(lines) == 1 for lines in logs), logs  # each member restored exactly once
+
         gone = repo.push({"desired.yml": orb_desired(orb, store_dir, FLAGS + "      destroyed: true\n")}, "destroy")
         await poke(client, wid)
         await wait_cluster(repo, gone, phase="Destroyed")
+        if RECORD:  # the backup, action and restore paths for the determinism guard (tests/workflows/test_replay.py)
+            await save_history(client, "cluster_etcd_backup_restore", f"cluster/{orb}/meta", "ClusterWorkflow")
         await client.get_workflow_handle(wid).terminate()
         await client.get_workflow_handle(f"cluster/{orb}/meta").terminate()
+
+
+async def test_a_worker_killed_mid_restore_finishes_it_without_restoring_twice(client, temporal_server, repo: GitRepo,
+                                                                              local_provider, tmp_path):
+    orb = "k" + uuid.uuid4().hex[:6]
+    store_dir = tmp_path / "store"
+    cluster = f"{orb}/meta"
+    with e2e_machines(SUBNET) as machines, worker_processes(tmp_path, temporal_server.address) as start_worker:
+        try:
+            worker = start_worker()
+            first = repo.push({"desired.yml": orb_desired(orb, store_dir)}, "three members with backups")
+            await takeoff(client, RepoRef(url=repo.url))
+            status = await wait_cluster(repo, first)
+            etcdctl = Etcdctl(repo, "meta", tmp_path)
+            etcdctl("put", "/before/a", "A")
+            taken = (await cli("backup", cluster)).strip()
+            etcdctl("put", "/after/b", "B")
+
+            restoring = asyncio.create_task(cli("restore", cluster, "--from", taken))
+            await wait_step(repo, "restore ")
+            await wait_for(lambda: any(restore_log(repo, n) for n in status.nodes), timeout=60, interval=0.05,
+                           what="a member restored")
+            worker.kill()
+            at_kill = [len(restore_log(repo, n)) for n in status.nodes]
+            start_worker()
+            said = await asyncio.wait_for(restoring, timeout=600)
+            print(f"killed with {sum(at_kill)} of 3 members restored; {said.strip()}")
+            assert f"from {taken}" in said
+            assert etcdctl("get", "/before/a", "--print-value-only").strip() == "A"
+            assert etcdctl("get", "/after/b", "--print-value-only").strip() == ""
+            hashes = {h["HashKV"]["hash"] for h in json.loads(etcdctl("endpoint", "hashkv", "-w", "json"))}
+            assert len(hashes) == 1, hashes
+            logs = [restore_log(repo, n) for n in status.nodes]
+            assert all(len(lines) == 1 for lines in logs), logs
+        finally:
+            await stop_orb(client, orb, gitops_id(repo), machines)

@@ -1,6 +1,6 @@
 """Messages of the etcd activities: certificates and membership, observed with etcdctl."""
 
-from orbiter.models.backups import BackupStoreSpec
+from orbiter.models.backups import BackupInfo, BackupStoreSpec
 from orbiter.models.base import Model
 from orbiter.models.machines import Machine
 from orbiter.models.refs import SecretsRef
@@ -118,3 +118,34 @@ class EtcdBackupInput(Model):
     backup_id: str
     reason: str
     keep: int = 14
+
+
+class EtcdRestoreMemberInput(Model):
+    """Replace one member's data directory with backup `backup`, once per `restore_id` (a marker
+    in the restored directory says it is done)."""
+
+    cluster: str
+    orb: str
+    machine: Machine
+    secrets: SecretsRef
+    store: BackupStoreSpec
+    backup: BackupInfo
+    restore_id: str
+    name: str
+    peer_url: str
+    initial_cluster: str  # every member, "name=peerURL,...": the same names and URLs as before
+    token: str  # a new cluster token, so the restored cluster never mixes with the old one
+    version: str  # decides etcdctl (3.4) or etcdutl (3.5 and later)
+
+
+class EtcdRestoreMemberResult(Model):
+    restored: bool  # False: the marker showed this member restored already
+
+
+class EtcdUnitInput(Model):
+    """Stop or start etcd on members' machines (all at once: restored members start together)."""
+
+    cluster: str
+    machines: list[Machine]
+    secrets: SecretsRef
+    start: bool

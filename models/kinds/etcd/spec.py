@@ -68,6 +68,17 @@ class PendingBackup(Model):
     reason: str
 
 
+class PendingRestore(Model):
+    """A restore asked for: its id (fixed before any member is touched) marks each restored member."""
+
+    id: str
+    backup: BackupInfo
+    by: str = ""
+    attempted: bool = False
+    started: str | None = None
+    ended: str | None = None
+
+
 class EtcdState(KindState):
     kind: Literal["etcd"] = "etcd"
     members: list[EtcdMember] = []
@@ -75,3 +86,5 @@ class EtcdState(KindState):
     pending_backup: PendingBackup | None = None
     backup_running: bool = False
     latest_backup: BackupInfo | None = None
+    restores: int = 0  # the counter restore ids are made from
+    restore: PendingRestore | None = None

@@ -12,11 +12,12 @@ from ...runbook import Runbook
 from . import backups
 from .backups import Backup
 from .reconcile import EtcdReconcile
+from .restore import Restore
 from .steps import AddMember, Bootstrap, Destroy, Members, Observe, Packages, RemoveMember, Roll
 
 
 class EtcdRunbook(Runbook[EtcdReconcile]):
-    steps = (Packages(), Bootstrap(), AddMember(), Backup(), RemoveMember(), Roll(), Members(), Observe())
+    steps = (Packages(), Bootstrap(), AddMember(), Backup(), Restore(), RemoveMember(), Roll(), Members(), Observe())
     destroy_steps = (Destroy(),)
 
     def start(self, ctx: ClusterContext) -> EtcdReconcile:

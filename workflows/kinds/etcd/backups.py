@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from orbiter.activities.backups import list_backups
@@ -12,12 +13,14 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.actions import ActionInput, ActionResult
     from orbiter.models.backups import BackupInfo, BackupListInput
     from orbiter.models.cluster import ClusterState
+    from orbiter.models.errors import error_line
     from orbiter.models.kinds import PlannedStep, View
     from orbiter.models.kinds.etcd.messages import EtcdBackupInput
     from orbiter.models.kinds.etcd.spec import EtcdCluster, PendingBackup
 
 from ...context import Blocked, ClusterContext
 from ...runbook import Step
+from . import restore
 from .reconcile import EtcdReconcile
 
 BACKUP_TIMEOUT = timedelta(minutes=30)
@@ -36,7 +39,7 @@ def with_backup(step: Step, view: View, planned: list[PlannedStep]) -> list[Plan
     spec: EtcdCluster = view.spec
     if spec.backup is None or spec.destroyed or not any(n.joined for n in view.nodes):
         return planned
-    first = next((i for i, p in enumerate(planned) if p.disruptive), None)
+    first = next((i for i, p in enumerate(planned) if p.disruptive or p.gate == "restore"), None)
     if first is None:
         return planned
     return planned[:first] + [backup_item(step, planned[first])] + planned[first:]
@@ -84,18 +87,28 @@ class Backup(Step[EtcdReconcile]):
         return []
 
     async def run(self, r: EtcdReconcile, item: PlannedStep) -> None:
-        await take_backup(r, item.description.rsplit(", ", 1)[-1])  # "before roll meta-2"
+        reason = item.description.rsplit(", ", 1)[-1]  # "before roll meta-2"
+        try:
+            await take_backup(r, reason)
+        except ActivityError as err:
+            if not reason.startswith("before restore"):
+                raise
+            # A restore is what an operator does when the cluster is past saving (quorum lost), so a
+            # backup of it that fails does not stop the restore.
+            workflow.logger.warning("backup %s failed, the restore goes on: %s", reason, error_line(err))
 
 
 def refuse(state: ClusterState, input: ActionInput) -> str | None:
     """Why an action cannot start now, in one line (the update's validator)."""
     desired = state.desired
-    if input.action not in ("backup", "backups"):
-        return f"etcd clusters take the actions backup, backups; not {input.action}"
+    if input.action not in ("backup", "backups", "restore"):
+        return f"etcd clusters take the actions backup, backups, restore; not {input.action}"
     if desired is None or desired.spec.destroyed:
         return "the cluster has no desired state to act on"
     if desired.backup_store is None or desired.spec.backup_policy() is None:
         return "the cluster has no backups: set backup: in it and spec.backupStore in desired.yml, then push"
+    if input.action == "restore":
+        return restore.refuse(state, input.args.get("from", ""))
     if input.action == "backup" and not any(m.joined for m in (state.kind.members if state.kind else [])):
         return "the cluster has no members yet"
     return None
@@ -109,5 +122,7 @@ async def act(ctx: ClusterContext, r: EtcdReconcile, input: ActionInput) -> Acti
             start_to_close_timeout=timedelta(minutes=1), retry_policy=BACKUP_RETRY, summary="list backups")
         return ActionResult(message=f"{len(listed.backups)} backups",
                             data=[b.model_dump(mode="json", exclude_none=True) for b in listed.backups])
+    if input.action == "restore":
+        return await restore.request(ctx, input)
     info = await take_backup(r, f"orbiter backup{' by ' + input.by if input.by else ''}")
     return ActionResult(message=info.id, data=[info.model_dump(mode="json", exclude_none=True)])
