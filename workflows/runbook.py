@@ -9,6 +9,7 @@ the same words (k0sctl's phases, Cluster API's decision list).
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 
 from temporalio import workflow
@@ -88,3 +89,11 @@ class Runbook(ABC, Generic[R]):
     async def act(self, ctx: ClusterContext, input: ActionInput) -> ActionResult:
         """Do an action `refuse_action` let through; its answer goes back to the CLI."""
         raise NotImplementedError
+
+    def next_chore(self, state: ClusterState) -> datetime | None:
+        """When the kind's next periodic chore (a scheduled backup) is due for a Ready cluster;
+        None: it has none. The idle wait (workflows/watch.py) sleeps until then."""
+        return None
+
+    async def chore(self, ctx: ClusterContext) -> None:
+        """Do the chores that are due; failures are logged, and the next period tries again."""

@@ -85,6 +85,7 @@ class EtcdState(KindState):
     backups_taken: int = 0  # the counter backup ids are made from
     pending_backup: PendingBackup | None = None
     backup_running: bool = False
+    backup_clock: str | None = None  # workflow time of the last backup: `backup.every` counts from it
     latest_backup: BackupInfo | None = None
     restores: int = 0  # the counter restore ids are made from
     restore: PendingRestore | None = None

@@ -1,5 +1,7 @@
 """The etcd cluster kind's runbook."""
 
+from datetime import datetime
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -9,7 +11,7 @@ with workflow.unsafe.imports_passed_through():
 
 from ...context import ClusterContext
 from ...runbook import Runbook
-from . import backups
+from . import backups, chores
 from .backups import Backup
 from .reconcile import EtcdReconcile
 from .restore import Restore
@@ -31,3 +33,9 @@ class EtcdRunbook(Runbook[EtcdReconcile]):
 
     async def act(self, ctx: ClusterContext, input: ActionInput) -> ActionResult:
         return await backups.act(ctx, self.start(ctx), input)
+
+    def next_chore(self, state: ClusterState) -> datetime | None:
+        return chores.next_chore(state)
+
+    async def chore(self, ctx: ClusterContext) -> None:
+        await chores.chore(ctx)

@@ -73,6 +73,7 @@ async def take_backup(r: EtcdReconcile, reason: str) -> BackupInfo:
     finally:
         kind.backup_running = False
     kind.pending_backup = None
+    kind.backup_clock = workflow.now().isoformat()
     kind.latest_backup = ctx.state.status.backup = info
     await ctx.report()
     return info
