@@ -38,6 +38,9 @@ class NodeStatus(Model):
     healthy: bool | None = None
     leader: bool | None = None
     db_size: int | None = Field(None, alias="dbSize")
+    db_size_in_use: int | None = Field(None, alias="dbSizeInUse")
+    alarms: list[str] = []  # a kind's alarms on the member (etcd: NOSPACE, CORRUPT)
+    cert_expiry: str | None = Field(None, alias="certExpiry")  # the member certificate's notAfter
     error: str | None = None
     drift: list[Change] = []
     units: dict[str, UnitState] = {}
@@ -108,7 +111,9 @@ class OrbStatus(Model):
                     "backup": c.backup.model_dump(mode="json", exclude_none=True) if c.backup else None,
                     "restore": c.restore.model_dump(mode="json", exclude_none=True) if c.restore else None,
                     "nodes": [
-                        {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready}
+                        {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready,
+                         "dbSize": n.db_size, "dbSizeInUse": n.db_size_in_use, "alarms": n.alarms,
+                         "certExpiry": n.cert_expiry}
                         for n in c.nodes
                     ],
                 }

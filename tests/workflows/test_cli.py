@@ -332,7 +332,8 @@ async def test_takeoff_status_poke_and_rejected_commit(client, worker, repo: Git
     assert (meta["name"], meta["phase"], meta["error"]) == ("meta", "Paused", None)
     paused_kind = meta["kind"]
     for node in meta["nodes"]:
-        assert set(node) == {"machine", "ip", "role", "version", "ready"}
+        assert set(node) == {"machine", "ip", "role", "version", "ready", "dbSize", "dbSizeInUse", "alarms",
+                             "certExpiry"}
     table = await ainvoke("status", "--repo", repo.url)
     assert table.exit_code == 0 and "meta" in table.stdout and "Paused" in table.stdout
     only = await ainvoke("status", "meta", "--repo", repo.url, "-o", "json")
@@ -415,4 +416,8 @@ def test_status_json_shape_is_the_documented_one():
         "role": "member",
         "version": "3.4.23",
         "ready": True,
+        "dbSize": None,
+        "dbSizeInUse": None,
+        "alarms": [],
+        "certExpiry": None,
     }

@@ -7,6 +7,7 @@ from .backup import etcd_backup
 from .certs import ensure_etcd_certs
 from .members import etcd_member_add, etcd_member_remove, etcd_status, etcd_wait_listening
 from .restore import etcd_restore_member, etcd_unit
+from .space import etcd_space
 
 ACTIVITIES: list[Callable[..., Any]] = [ensure_etcd_certs, etcd_status, etcd_wait_listening, etcd_member_add,
-                                         etcd_member_remove, etcd_backup, etcd_restore_member, etcd_unit]
+                                         etcd_member_remove, etcd_backup, etcd_restore_member, etcd_unit, etcd_space]

@@ -41,6 +41,7 @@ ETCDCTL_TIMEOUT = 60.0
 _MARK = "@@orbiter-etcd "
 RECONFIG_WAIT = 30.0
 UNHEALTHY = "etcdserver: unhealthy cluster"
+_ALARMS = {1: "NOSPACE", 2: "CORRUPT", "NOSPACE": "NOSPACE", "CORRUPT": "CORRUPT"}
 
 
 def _etcdctl_error(stdout: str, stderr: str) -> str:
@@ -147,7 +148,8 @@ def _json_or_none(text: str) -> Any:
 def _observe(ctl: _Etcdctl) -> tuple[EtcdStatusResult, str]:
     """Members, per endpoint status and health in one round trip; also why it is not healthy."""
     script = ["set +e"]
-    for section, args in (("members", "member list"), ("status", "endpoint status"), ("health", "endpoint health")):
+    for section, args in (("members", "member list"), ("status", "endpoint status"), ("health", "endpoint health"),
+                          ("alarms", "alarm list")):
         script += [f"echo '{_MARK}{section}'", ctl.command(args) + " 2>/dev/null", f"echo '{_MARK}end' $?"]
     sections = _sections(ctl.run("\n".join(script)))
     status, members_text = sections.get("members", (1, ""))
@@ -169,7 +171,13 @@ def _observe(ctl: _Etcdctl) -> tuple[EtcdStatusResult, str]:
         endpoint_member[entry.get("Endpoint", "")] = m
         m.leader = _hex(st.get("leader", 0)) == mid
         m.db_size = st.get("dbSize")
+        m.db_size_in_use = st.get("dbSizeInUse")
         m.version = st.get("version")
+    for alarm in (_json_or_none(sections.get("alarms", (1, ""))[1]) or {}).get("alarms") or []:
+        m = by_id.get(_hex(alarm.get("memberID", 0)))
+        name = _ALARMS.get(alarm.get("alarm"), str(alarm.get("alarm")))
+        if m is not None and name not in m.alarms:
+            m.alarms.append(name)
     health = {
         h.get("endpoint", ""): bool(h.get("health")) for h in _json_or_none(sections.get("health", (1, ""))[1]) or []
     }

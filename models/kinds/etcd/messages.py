@@ -1,5 +1,7 @@
 """Messages of the etcd activities: certificates and membership, observed with etcdctl."""
 
+from typing import Literal
+
 from orbiter.models.backups import BackupInfo, BackupStoreSpec
 from orbiter.models.base import Model
 from orbiter.models.machines import Machine
@@ -65,6 +67,8 @@ class EtcdMemberInfo(Model):
     healthy: bool | None = None
     leader: bool = False
     db_size: int | None = None
+    db_size_in_use: int | None = None
+    alarms: list[str] = []  # NOSPACE, CORRUPT
     version: str | None = None
 
 
@@ -149,3 +153,15 @@ class EtcdUnitInput(Model):
     machines: list[Machine]
     secrets: SecretsRef
     start: bool
+
+
+class EtcdSpaceInput(Model):
+    """One part of giving etcd its space back: `compact` the history up to the current revision,
+    `defrag` the one endpoint of `target`, or `disarm` the alarms."""
+
+    target: EtcdTarget
+    what: Literal["compact", "defrag", "disarm"]
+
+
+class EtcdSpaceResult(Model):
+    revision: int | None = None  # compacted to

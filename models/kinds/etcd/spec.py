@@ -6,6 +6,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from orbiter.models.backups import BackupInfo, BackupPolicy
 from orbiter.models.base import Model, Spec
+from orbiter.models.duration import Duration
 from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef, PortRule
 
 ROLE = "member"
@@ -30,6 +31,12 @@ class EtcdFlags(Spec):
     auto_compaction_retention: StrictStr | None = Field(None, alias="autoCompactionRetention")
 
 
+class DefragPolicy(Spec):
+    """`defrag: {every: 24h}`: defragment, member by member, when a database is more than half free."""
+
+    every: Duration
+
+
 class EtcdCluster(KindSpec):
     kind: Literal["etcd"]
     version: Annotated[StrictStr, Field(pattern=r"^\d+\.\d+\.\d+$")]
@@ -37,6 +44,7 @@ class EtcdCluster(KindSpec):
     tls: StrictBool = True
     flags: EtcdFlags = EtcdFlags()
     backup: BackupPolicy | None = None
+    defrag: DefragPolicy | None = None
 
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         return [(("members",), self.members)]
@@ -86,6 +94,8 @@ class EtcdState(KindState):
     pending_backup: PendingBackup | None = None
     backup_running: bool = False
     backup_clock: str | None = None  # workflow time of the last backup: `backup.every` counts from it
+    defrag_clock: str | None = None  # of the last scheduled defragmentation
+    space_clock: str | None = None  # of the last look for alarms while the cluster rests
     latest_backup: BackupInfo | None = None
     restores: int = 0  # the counter restore ids are made from
     restore: PendingRestore | None = None

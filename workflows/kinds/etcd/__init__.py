@@ -15,18 +15,22 @@ from . import backups, chores
 from .backups import Backup
 from .reconcile import EtcdReconcile
 from .restore import Restore
+from .space import ClearSpace
 from .steps import AddMember, Bootstrap, Destroy, Members, Observe, Packages, RemoveMember, Roll
+
+BACKUP = Backup()
 
 
 class EtcdRunbook(Runbook[EtcdReconcile]):
-    steps = (Packages(), Bootstrap(), AddMember(), Backup(), Restore(), RemoveMember(), Roll(), Members(), Observe())
+    steps = (Packages(), Bootstrap(), AddMember(), ClearSpace(), BACKUP, Restore(), RemoveMember(), Roll(), Members(),
+             Observe())
     destroy_steps = (Destroy(),)
 
     def start(self, ctx: ClusterContext) -> EtcdReconcile:
         return EtcdReconcile(ctx)
 
     def plan(self, view: View) -> list[PlannedStep]:
-        return backups.with_backup(self.steps[3], view, super().plan(view))
+        return backups.with_backup(BACKUP, view, super().plan(view))
 
     def refuse_action(self, state: ClusterState, input: ActionInput) -> str | None:
         return backups.refuse(state, input)

@@ -1,7 +1,9 @@
-"""What a Ready etcd cluster does on its own schedule: a backup every `backup.every`. The clock
-is the workflow's, so the schedule survives restarts and replays the same."""
+"""What a Ready etcd cluster does on its own schedule: a backup every `backup.every`, a
+defragmentation every `defrag.every` when a database is more than half free, and a look for
+alarms every driftInterval (a NOSPACE alarm asks for a reconcile, whose `clear space` step clears
+it). The clocks are the workflow's, so the schedules survive restarts and replay the same."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -13,25 +15,62 @@ with workflow.unsafe.imports_passed_through():
 from ...context import ClusterContext
 from .backups import take_backup
 from .reconcile import EtcdReconcile
+from .space import REQUEST, alarmed, free_space, mostly_free
+
+# Histories recorded before 0.2's etcd day two rest without a timer; new runs look for alarms.
+SPACE_WATCH = "etcd-space-watch"
 
 
-def next_chore(state: ClusterState) -> datetime | None:
+def _clock(value: str | None) -> datetime:
+    return datetime.fromisoformat(value) if value else workflow.now()
+
+
+def schedule(state: ClusterState) -> dict[str, datetime]:
+    """Each chore of the cluster with when it is next due."""
     desired = state.desired
     kind: EtcdState | None = state.kind  # type: ignore[assignment]
     spec: EtcdCluster | None = desired.spec if desired else None  # type: ignore[assignment]
-    if (spec is None or desired is None or spec.backup is None or spec.backup.every is None
-            or desired.backup_store is None or kind is None or not any(m.joined for m in kind.members)):
-        return None
-    if kind.backup_clock is None:  # the schedule starts when the cluster first rests with backups set
-        kind.backup_clock = workflow.now().isoformat()
-    return datetime.fromisoformat(kind.backup_clock) + parse_duration(spec.backup.every)
+    if spec is None or desired is None or spec.destroyed or kind is None or not any(m.joined for m in kind.members):
+        return {}
+    now = workflow.now().isoformat()
+    due: dict[str, datetime] = {}
+    if spec.backup is not None and spec.backup.every is not None and desired.backup_store is not None:
+        kind.backup_clock = kind.backup_clock or now  # the first one a period after the cluster first rests
+        due["backup"] = _clock(kind.backup_clock) + parse_duration(spec.backup.every)
+    if spec.defrag is not None:
+        kind.defrag_clock = kind.defrag_clock or now
+        due["defrag"] = _clock(kind.defrag_clock) + parse_duration(spec.defrag.every)
+    if workflow.patched(SPACE_WATCH):
+        kind.space_clock = kind.space_clock or now
+        due["space"] = _clock(kind.space_clock) + timedelta(seconds=desired.drift_interval_seconds)
+    return due
+
+
+def next_chore(state: ClusterState) -> datetime | None:
+    return min(schedule(state).values(), default=None)
 
 
 async def chore(ctx: ClusterContext) -> None:
-    due = next_chore(ctx.state)
-    if due is None or workflow.now() < due:
+    now = workflow.now()
+    due = {name for name, at in schedule(ctx.state).items() if now >= at}
+    if not due:
         return
     r = EtcdReconcile(ctx)
-    assert r.spec.backup is not None
-    r.kind.backup_clock = workflow.now().isoformat()  # a failed backup waits for the next period, never loops
-    await take_backup(r, f"every {r.spec.backup.every}")
+    if due & {"space", "defrag"}:
+        r.kind.space_clock = now.isoformat()
+        status = await r.status()
+        if alarmed(status):
+            # A reconcile, so the cluster leaves Ready while it cannot take writes, and says why.
+            if REQUEST not in ctx.state.requests:
+                ctx.state.requests.append(REQUEST)
+            ctx.state.retry_requested = True
+            return
+        if "defrag" in due:
+            r.kind.defrag_clock = now.isoformat()  # a failure waits for the next period, never loops
+            if mostly_free(status):
+                r.fresh = status
+                await free_space(r)
+    if "backup" in due:
+        assert r.spec.backup is not None
+        r.kind.backup_clock = now.isoformat()
+        await take_backup(r, f"every {r.spec.backup.every}")

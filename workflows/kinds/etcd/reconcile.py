@@ -148,6 +148,7 @@ class EtcdReconcile:
             info = by_name.get(member.name)
             if info is not None:
                 node.healthy, node.leader, node.db_size = info.healthy, info.leader, info.db_size
+                node.db_size_in_use, node.alarms = info.db_size_in_use, info.alarms
                 node.version = info.version
                 node.ready = bool(info.healthy)
             nodes.append(node)
