@@ -178,7 +178,19 @@ def print_change_control(name: str, c: ClusterStatus) -> None:
 
 
 def print_data_care(name: str, c: ClusterStatus) -> None:
-    """The latest backup and restore of a cluster whose kind takes backups."""
+    """Database sizes, alarms, certificate expiry, the latest backup and restore, where a kind
+    reports them."""
+    sized = [n for n in c.nodes if n.db_size is not None]
+    if sized:
+        console.print(f"{name}: database " + ", ".join(
+            f"{n.machine} {n.db_size} bytes ({n.db_size_in_use if n.db_size_in_use is not None else '?'} in use)"
+            for n in sized), highlight=False)
+    for n in c.nodes:
+        if n.alarms:
+            console.print(f"[red]{name}: alarm {', '.join(n.alarms)} on {n.machine}[/]", highlight=False)
+    expiring = sorted((n.cert_expiry, n.machine) for n in c.nodes if n.cert_expiry)
+    if expiring:
+        console.print(f"{name}: first certificate to expire: {expiring[0][1]} at {expiring[0][0]}", highlight=False)
     if c.backup is not None:
         b = c.backup
         console.print(f"{name}: latest backup {b.id} (revision {b.revision}, {b.size} bytes, {b.taken_at},"

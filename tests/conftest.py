@@ -148,7 +148,15 @@ class GitRepo:
             (self.clone / name).write_text(content)
         git(self.clone, "add", *files)
         git(self.clone, "commit", "-q", "-m", message)
-        git(self.clone, "push", "-q", "origin", "main")
+        for attempt in range(3):
+            try:
+                git(self.clone, "push", "-q", "origin", "main")
+                break
+            except subprocess.CalledProcessError:
+                # orbiter wrote current.yml between our pull and push: rebase on it, as an operator would.
+                if attempt == 2:
+                    raise
+                git(self.clone, "pull", "-q", "--rebase", "origin", "main")
         return git(self.clone, "rev-parse", "HEAD")
 
     def has_remote_main(self) -> bool:

@@ -102,6 +102,8 @@ async def test_backups_and_restore(client, worker, repo: GitRepo, local_provider
         await wait_for(lambda: (current(repo).clusters["meta"].backup or info).id == third, what="latest backup")
         shown = json.loads(await cli("status", "meta", "--repo", repo.url, "-o", "json"))
         assert shown["clusters"][0]["backup"]["id"] == third
+        text = await cli("status", "meta", "--repo", repo.url)
+        assert f"latest backup {third}" in text and "database" in text and "first certificate to expire" in text
 
         # Restore: keys written before the backup are back, keys written after it are gone, and
         # every member agrees.

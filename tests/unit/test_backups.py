@@ -82,14 +82,14 @@ def test_backups_need_a_store():
         load_desired(DESIRED.format(store="", extra=""))
 
 
-def plan(extra: str, applied_extra: str = "") -> list[str]:
+def plan(extra: str, applied_extra: str = "", alarms: list[str] = (), commands: list[str] = ()) -> list[str]:
     store = "  backupStore: {kind: dir, path: /var/lib/orbiter/backups}\n"
     spec = load_desired(DESIRED.format(store=store, extra=extra)).spec
     applied = load_desired(DESIRED.format(store=store, extra=applied_extra)).spec.clusters["meta"]
-    nodes = [NodeStatus(machine=f"m{i}", ip=f"10.0.0.{i}", role="member", joined=True, version="3.4.23")
-             for i in range(3)]
+    nodes = [NodeStatus(machine=f"m{i}", ip=f"10.0.0.{i}", role="member", joined=True, version="3.4.23",
+                        alarms=list(alarms) if i == 1 else []) for i in range(3)]
     view = View(orb="lab", cluster="meta", spec=spec.clusters["meta"], applied=applied, nodes=nodes,
-                providers=spec.providers)
+                providers=spec.providers, commands=list(commands))
     return [p.name for p in RUNBOOKS["etcd"].plan(view)]
 
 
@@ -97,3 +97,18 @@ def test_a_backup_is_planned_before_the_first_disruptive_step_only():
     assert "backup" not in plan("")
     rolled = plan("      flags: {heartbeatInterval: 150}\n")
     assert rolled[rolled.index("backup") + 1] == "roll m0" and rolled.count("backup") == 1
+
+
+def test_certificates_renew_before_must_be_shorter_than_their_validity():
+    store = "  backupStore: {kind: dir, path: /var/lib/orbiter/backups}\n"
+    with pytest.raises(DesiredStateError, match="renewBefore"):
+        load_desired(DESIRED.format(store=store, extra="      certificates: {validity: 1h, renewBefore: 2h}\n"))
+    load_desired(DESIRED.format(store=store, extra="      certificates: {validity: 2h, renewBefore: 1h}\n"))
+
+
+def test_a_renewal_or_a_full_database_is_planned_only_when_asked_or_seen():
+    assert "renew certificates" not in plan("") and "clear space" not in plan("")
+    assert "clear space" in plan("", alarms=["NOSPACE"])
+    assert "renew certificates" in plan("", commands=["renew certificates"])
+    restored = plan("", commands=["restore meta-20260101T000000Z-1"])
+    assert restored[restored.index("restore meta-20260101T000000Z-1") - 1] == "backup"

@@ -6,6 +6,8 @@ secret files. Errors are one line naming the cluster, never a secret value.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -14,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from orbiter.activities.pki import (
     CLIENT_CN,
+    RENEW_BEFORE,
     SecretReader,
     issue,
     key_pem,
@@ -38,12 +41,16 @@ from orbiter.models.secrets import SecretsError, seal
 from orbiter.worker.masterkey import load_master_key
 
 
-def _ensure_certs(input: EnsureCertsInput) -> dict[str, bytes]:
-    """The secrets to create or replace, as plain values (sealed by the caller)."""
+def _ensure_certs(input: EnsureCertsInput) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The secrets to create or replace, as plain values (sealed by the caller), and each member
+    certificate's expiry."""
     cluster = input.cluster
     master = load_master_key()
     have = SecretReader(input.secrets, master)
     out: dict[str, bytes] = {}
+    expiry: dict[str, str] = {}
+    validity = timedelta(seconds=input.validity_seconds) if input.validity_seconds else None
+    renew = timedelta(seconds=input.renew_before_seconds) if input.renew_before_seconds else RENEW_BEFORE
 
     ca_doc = parse_bundle(have.get(ca_secret(cluster))) or {}
     ca = load_cert(str(ca_doc.get("cert", "")))
@@ -60,21 +67,25 @@ def _ensure_certs(input: EnsureCertsInput) -> dict[str, bytes]:
         cert_name, key_name = member_cert_secret(cluster, member.name), member_key_secret(cluster, member.name)
         cert_raw, key_raw = have.get(cert_name), have.get(key_name)
         key = load_key(key_raw) if key_raw else None
-        if leaf_ok(load_cert(cert_raw) if cert_raw else None, key, ca, sans):
+        cert = load_cert(cert_raw) if cert_raw else None
+        if leaf_ok(cert, key, ca, sans, renew) and cert is not None:
+            expiry[member.name] = cert.not_valid_after_utc.isoformat()
             continue
         if key is None:  # a new IP keeps the member's key: only the certificate changes
             key = ec.generate_private_key(ec.SECP256R1())
             out[key_name] = key_pem(key)
         both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-        out[cert_name] = pem(issue(ca, ca_key, key, member.name, sans, both))
+        issued = issue(ca, ca_key, key, member.name, sans, both, validity)
+        out[cert_name], expiry[member.name] = pem(issued), issued.not_valid_after_utc.isoformat()
 
     bundle = parse_bundle(have.get(client_bundle_secret(cluster)))
-    if bundle is None or bundle.get("endpoints") != input.endpoints or bundle.get("ca") != ca_pem.decode():
-        cert = load_cert(str((bundle or {}).get("cert", "")))
-        key = load_key(str((bundle or {}).get("key", "")).encode())
-        if not leaf_ok(cert, key, ca, None) or key is None or cert is None:
+    cert = load_cert(str((bundle or {}).get("cert", "")))
+    key = load_key(str((bundle or {}).get("key", "")).encode())
+    fresh = leaf_ok(cert, key, ca, None, renew)
+    if bundle is None or bundle.get("endpoints") != input.endpoints or bundle.get("ca") != ca_pem.decode() or not fresh:
+        if not fresh or key is None or cert is None:
             key = ec.generate_private_key(ec.SECP256R1())
-            cert = issue(ca, ca_key, key, CLIENT_CN, [], [ExtendedKeyUsageOID.CLIENT_AUTH])
+            cert = issue(ca, ca_key, key, CLIENT_CN, [], [ExtendedKeyUsageOID.CLIENT_AUTH], validity)
         doc = {
             "endpoints": list(input.endpoints),
             "ca": ca_pem.decode(),
@@ -82,16 +93,17 @@ def _ensure_certs(input: EnsureCertsInput) -> dict[str, bytes]:
             "key": key_pem(key).decode(),
         }
         out[client_bundle_secret(cluster)] = yaml.safe_dump(doc, sort_keys=False).encode()
-    return out
+    return out, expiry
 
 
 @activity.defn
 def ensure_etcd_certs(input: EnsureCertsInput) -> EnsureCertsResult:
     """Create what is missing of the cluster's CA, member certificates and user bundle; idempotent."""
     try:
-        values = _ensure_certs(input)
+        values, expiry = _ensure_certs(input)
         master = load_master_key()
-        return EnsureCertsResult(sealed_secrets={n: seal(master, n, v) for n, v in sorted(values.items())})
+        return EnsureCertsResult(sealed_secrets={n: seal(master, n, v) for n, v in sorted(values.items())},
+                                 expiry=expiry)
     except SecretsError as err:
         raise ApplicationError(
             f"etcd cluster {input.cluster}: {err}", type="SecretsError", non_retryable=True

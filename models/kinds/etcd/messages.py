@@ -42,10 +42,13 @@ class EnsureCertsInput(Model):
     members: list[MemberAddress]  # every member that needs a certificate (new and existing)
     endpoints: list[str]  # client URLs for the user's bundle
     secrets: SecretsRef
+    validity_seconds: float | None = None  # of new leaves; None: pki's default
+    renew_before_seconds: float | None = None  # a leaf this close to expiry is issued again
 
 
 class EnsureCertsResult(Model):
     sealed_secrets: dict[str, str] = {}  # only what was created or changed
+    expiry: dict[str, str] = {}  # member -> its certificate's notAfter (ISO 8601, UTC)
 
 
 class EtcdTarget(Model):

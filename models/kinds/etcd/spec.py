@@ -6,8 +6,9 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from orbiter.models.backups import BackupInfo, BackupPolicy
 from orbiter.models.base import Model, Spec
-from orbiter.models.duration import Duration
-from orbiter.models.kinds.base import KindSpec, KindState, MemberBase, PoolRef, PortRule
+from orbiter.models.duration import Duration, parse_duration
+from orbiter.models.kinds.base import KindProblem, KindSpec, KindState, MemberBase, PoolRef, PortRule
+from orbiter.models.providers import ProviderSpec
 
 ROLE = "member"
 
@@ -31,6 +32,14 @@ class EtcdFlags(Spec):
     auto_compaction_retention: StrictStr | None = Field(None, alias="autoCompactionRetention")
 
 
+class CertPolicy(Spec):
+    """`certificates: {validity: 365d, renewBefore: 30d}`: member and client certificates are issued
+    for `validity` and renewed (member by member, health-gated) `renewBefore` their expiry."""
+
+    validity: Duration = "730d"
+    renew_before: Duration = Field("30d", alias="renewBefore")
+
+
 class DefragPolicy(Spec):
     """`defrag: {every: 24h}`: defragment, member by member, when a database is more than half free."""
 
@@ -45,6 +54,7 @@ class EtcdCluster(KindSpec):
     flags: EtcdFlags = EtcdFlags()
     backup: BackupPolicy | None = None
     defrag: DefragPolicy | None = None
+    certificates: CertPolicy | None = None
 
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         return [(("members",), self.members)]
@@ -61,11 +71,20 @@ class EtcdCluster(KindSpec):
     def backup_policy(self) -> BackupPolicy | None:
         return self.backup
 
+    def problems(self, providers: dict[str, ProviderSpec]) -> list[KindProblem]:
+        c = self.certificates
+        if c is not None and parse_duration(c.renew_before) >= parse_duration(c.validity):
+            return [KindProblem(("certificates", "renewBefore"), f"{c.renew_before} must be shorter than the"
+                                f" validity ({c.validity}), or every certificate is renewed at once again")]
+        return []
+
 
 class EtcdMember(MemberBase):
     # Fixed when the member first starts (ETCD_INITIAL_*), so scaling never restarts a member.
     initial_cluster: str | None = None
     initial_state: Literal["new", "existing"] | None = None
+    cert_expiry: str | None = None  # of the member certificate issued last
+    cert_applied: str | None = None  # of the one the member was last converged with
 
 
 class PendingBackup(Model):

@@ -14,6 +14,7 @@ from ...runbook import Runbook
 from . import backups, chores
 from .backups import Backup
 from .reconcile import EtcdReconcile
+from .renewal import RenewCertificates
 from .restore import Restore
 from .space import ClearSpace
 from .steps import AddMember, Bootstrap, Destroy, Members, Observe, Packages, RemoveMember, Roll
@@ -22,8 +23,8 @@ BACKUP = Backup()
 
 
 class EtcdRunbook(Runbook[EtcdReconcile]):
-    steps = (Packages(), Bootstrap(), AddMember(), ClearSpace(), BACKUP, Restore(), RemoveMember(), Roll(), Members(),
-             Observe())
+    steps = (Packages(), Bootstrap(), AddMember(), ClearSpace(), RenewCertificates(), BACKUP, Restore(),
+             RemoveMember(), Roll(), Members(), Observe())
     destroy_steps = (Destroy(),)
 
     def start(self, ctx: ClusterContext) -> EtcdReconcile:

@@ -1,5 +1,6 @@
 """What a Ready etcd cluster does on its own schedule: a backup every `backup.every`, a
-defragmentation every `defrag.every` when a database is more than half free, and a look for
+defragmentation every `defrag.every` when a database is more than half free, certificates renewed
+`renewBefore` their expiry, and a look for
 alarms every driftInterval (a NOSPACE alarm asks for a reconcile, whose `clear space` step clears
 it). The clocks are the workflow's, so the schedules survive restarts and replay the same."""
 
@@ -15,7 +16,10 @@ with workflow.unsafe.imports_passed_through():
 from ...context import ClusterContext
 from .backups import take_backup
 from .reconcile import EtcdReconcile
-from .space import REQUEST, alarmed, free_space, mostly_free
+from .renewal import REQUEST as RENEW
+from .renewal import renewal_due
+from .space import REQUEST as CLEAR
+from .space import alarmed, free_space, mostly_free
 
 # Histories recorded before 0.2's etcd day two rest without a timer; new runs look for alarms.
 SPACE_WATCH = "etcd-space-watch"
@@ -40,6 +44,8 @@ def schedule(state: ClusterState) -> dict[str, datetime]:
     if spec.defrag is not None:
         kind.defrag_clock = kind.defrag_clock or now
         due["defrag"] = _clock(kind.defrag_clock) + parse_duration(spec.defrag.every)
+    if (renew_at := renewal_due(spec, kind)) is not None:
+        due["certs"] = renew_at
     if workflow.patched(SPACE_WATCH):
         kind.space_clock = kind.space_clock or now
         due["space"] = _clock(kind.space_clock) + timedelta(seconds=desired.drift_interval_seconds)
@@ -50,20 +56,28 @@ def next_chore(state: ClusterState) -> datetime | None:
     return min(schedule(state).values(), default=None)
 
 
+def _request(ctx: ClusterContext, request: str) -> None:
+    """A step for the next reconcile, which starts at once (the runbook plans it from the request)."""
+    if request not in ctx.state.requests:
+        ctx.state.requests.append(request)
+    ctx.state.retry_requested = True
+
+
 async def chore(ctx: ClusterContext) -> None:
     now = workflow.now()
     due = {name for name, at in schedule(ctx.state).items() if now >= at}
     if not due:
         return
     r = EtcdReconcile(ctx)
+    if "certs" in due:
+        _request(ctx, RENEW)
+        return
     if due & {"space", "defrag"}:
         r.kind.space_clock = now.isoformat()
         status = await r.status()
         if alarmed(status):
             # A reconcile, so the cluster leaves Ready while it cannot take writes, and says why.
-            if REQUEST not in ctx.state.requests:
-                ctx.state.requests.append(REQUEST)
-            ctx.state.retry_requested = True
+            _request(ctx, CLEAR)
             return
         if "defrag" in due:
             r.kind.defrag_clock = now.isoformat()  # a failure waits for the next period, never loops

@@ -10,6 +10,7 @@ with workflow.unsafe.imports_passed_through():
         ensure_etcd_certs,
         etcd_status,
     )
+    from orbiter.models.duration import parse_duration
     from orbiter.models.kinds.etcd import KIND, config
     from orbiter.models.kinds.etcd.messages import (
         EnsureCertsInput,
@@ -87,6 +88,7 @@ class EtcdReconcile:
     async def certs(self) -> None:
         if not self.spec.tls:
             return
+        policy = self.spec.certificates
         result = await workflow.execute_activity(
             ensure_etcd_certs,
             EnsureCertsInput(
@@ -94,11 +96,17 @@ class EtcdReconcile:
                 members=[MemberAddress(name=m.name, ip=self.ip(m)) for m in self.members],
                 endpoints=self.endpoints(),
                 secrets=self.ctx.desired.secrets,
+                validity_seconds=parse_duration(policy.validity).total_seconds() if policy else None,
+                renew_before_seconds=parse_duration(policy.renew_before).total_seconds() if policy else None,
             ),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=ETCD_RETRY,
             summary="certificates",
         )
+        for m in self.members:
+            m.cert_expiry = result.expiry.get(m.name, m.cert_expiry)
+            # A member from before expiries were kept runs the certificate it has: nothing to roll.
+            m.cert_applied = m.cert_applied or m.cert_expiry
         if result.sealed_secrets:
             self.ctx.add_secrets(result.sealed_secrets)
             await self.ctx.report()
@@ -121,11 +129,11 @@ class EtcdReconcile:
         specs = {m.name: self.node_spec(m) for m in members}
         await self.fleet.converge(specs, parallel)
         for m in members:
-            m.spec_digest = spec_digest(specs[m.name])
+            m.spec_digest, m.cert_applied = spec_digest(specs[m.name]), m.cert_expiry
 
     async def roll(self, member: EtcdMember) -> None:
         """One member to its spec, then a health gate before the next may go."""
-        if spec_digest(self.node_spec(member)) == member.spec_digest:
+        if spec_digest(self.node_spec(member)) == member.spec_digest and member.cert_applied == member.cert_expiry:
             return
         await self.converge([member])
         await self.status(wait=True, expect=len(self.members))
@@ -151,6 +159,7 @@ class EtcdReconcile:
                 node.db_size_in_use, node.alarms = info.db_size_in_use, info.alarms
                 node.version = info.version
                 node.ready = bool(info.healthy)
+            node.cert_expiry = member.cert_expiry
             nodes.append(node)
         self.ctx.state.status.nodes = nodes
         self.ctx.state.status.endpoints = self.endpoints() if self.members else []

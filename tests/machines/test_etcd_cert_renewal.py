@@ -1,0 +1,80 @@
+"""Certificates with a validity of minutes on real etcd: orbiter renews them `renewBefore` their
+expiry, member by member, without another commit, and a client that re-reads its bundle keeps
+working past the first certificates' expiry. current.yml shows each member's expiry."""
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from orbiter.models.refs import RepoRef
+
+from ..conftest import GitRepo
+from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, stop_orb, wait_cluster
+from ..support.flows import takeoff, wait_for
+from ..support.net import subnet
+from .test_etcd_crash import gitops_id
+
+pytestmark = [pytest.mark.machines, pytest.mark.slow]
+
+SUBNET = subnet(96)
+CERTS = "      certificates: {validity: 2m, renewBefore: 80s}\n"
+
+
+class Client:
+    """Writes and reads in a loop with the bundle it re-reads from the repository each round."""
+
+    def __init__(self, repo: GitRepo, workdir) -> None:
+        self.repo, self.workdir = repo, workdir
+        self.stop, self.failures, self.ops = threading.Event(), [], 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                etcdctl = Etcdctl(self.repo, "meta", self.workdir)
+                etcdctl("put", "/loop", str(i))
+                assert etcdctl("get", "/loop", "--print-value-only").strip() == str(i)
+                self.ops += 1
+            except Exception as err:  # noqa: BLE001 - collected and asserted on
+                self.failures.append(str(err))
+            time.sleep(0.2)
+
+
+async def test_certificates_renew_before_expiry_without_a_commit(client, worker, repo: GitRepo, local_provider,
+                                                                 tmp_path):
+    orb = "cr" + uuid.uuid4().hex[:6]
+    with e2e_machines(SUBNET) as machines:
+        loop = Client(repo, tmp_path)
+        try:
+            first = repo.push({"desired.yml": desired(orb, 3, CERTS, subnet=SUBNET)}, "short-lived certificates")
+            await takeoff(client, RepoRef(url=repo.url))
+            status = await wait_cluster(repo, first)
+            issued = {n.machine: datetime.fromisoformat(n.cert_expiry) for n in status.nodes}
+            assert all((at - datetime.now(UTC)).total_seconds() < 130 for at in issued.values()), issued
+            loop.thread.start()
+
+            renewed = await wait_for(
+                lambda: (s := current(repo).clusters["meta"]) and all(
+                    n.cert_expiry and datetime.fromisoformat(n.cert_expiry) > issued[n.machine] for n in s.nodes)
+                and s.phase == "Ready" and s, timeout=240, interval=1, what="renewed certificates")
+            assert renewed.commit == first  # no commit asked for it
+            assert "renew certificates" in renewed.done
+            # Past the first certificates' expiry: the cluster and the client still work.
+            wait = (max(issued.values()) - datetime.now(UTC)).total_seconds() + 5
+            await wait_for(lambda: datetime.now(UTC) > max(issued.values()), timeout=max(wait, 1) + 10, interval=1)
+            ops = loop.ops
+            await wait_for(lambda: loop.ops > ops + 5, timeout=60, what="client rounds after the expiry")
+        finally:
+            loop.stop.set()
+            if loop.thread.is_alive():
+                loop.thread.join()
+            await stop_orb(client, orb, gitops_id(repo), machines)
+        tls = [f for f in loop.failures if "certificate" in f or "tls" in f.lower()]
+        print(f"{loop.ops} client rounds, {len(loop.failures)} failed: {loop.failures[:3]}")
+        assert not tls, tls
+        assert len(loop.failures) <= 2, loop.failures  # a member restarting may cost a request or two
