@@ -180,6 +180,8 @@ def print_change_control(name: str, c: ClusterStatus) -> None:
 def print_data_care(name: str, c: ClusterStatus) -> None:
     """Database sizes, alarms, certificate expiry, the latest backup and restore, where a kind
     reports them."""
+    for warning in c.warnings:
+        console.print(f"[yellow]{name}: warning: {warning}[/]", highlight=False)
     sized = [n for n in c.nodes if n.db_size is not None]
     if sized:
         console.print(f"{name}: database " + ", ".join(

@@ -62,6 +62,7 @@ class ClusterStatus(Model):
     override: Override | None = None  # the last `orbiter apply-now`
     history: list[ChangeRecord] = []  # the latest reconciles, newest last (git log of current.yml has all)
     nodes: list[NodeStatus] = []
+    warnings: list[str] = []  # about the desired spec (a version with a known bug)
     backup: BackupInfo | None = None  # the latest backup of the cluster's data
     restore: RestoreRecord | None = None  # the latest restore
 
@@ -108,6 +109,7 @@ class OrbStatus(Model):
                     "desiredCommit": c.desired_commit,
                     "approval": c.approval.model_dump(mode="json") if c.approval else None,
                     "override": c.override.model_dump(mode="json") if c.override else None,
+                    "warnings": c.warnings,
                     "backup": c.backup.model_dump(mode="json", exclude_none=True) if c.backup else None,
                     "restore": c.restore.model_dump(mode="json", exclude_none=True) if c.restore else None,
                     "nodes": [

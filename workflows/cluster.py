@@ -81,6 +81,7 @@ class ClusterWorkflow:
             self.state.retry_requested = False
             self.state.status.kind = desired.spec.kind
             self.state.status.desired_commit = desired.commit
+            self.state.status.warnings = desired.spec.warnings()
             self.state.status.error = None
             record = self._record(ChangeRecord(commit=desired.commit, subject=desired.subject, started=now_iso()))
             await self._set_phase(self._working_phase())

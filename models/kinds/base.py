@@ -85,6 +85,10 @@ class KindSpec(Spec):
         CNI manifest): a commit that changes one is a change to apply."""
         return []
 
+    def warnings(self) -> list[str]:
+        """What `orbiter plan` and status warn about in this spec (a version with a known bug)."""
+        return []
+
     def backup_policy(self) -> BackupPolicy | None:
         """The cluster's `backup:` if its kind takes backups (they go to the orb's backupStore)."""
         return None

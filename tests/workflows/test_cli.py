@@ -301,7 +301,7 @@ def test_missing_master_key_file_is_one_line_naming_the_path(tmp_path):
 
 STATUS_KEYS = {"orb", "commit", "rejected", "clusters"}
 CLUSTER_KEYS = {"name", "kind", "phase", "commit", "error", "step", "progress", "nodes", "desiredCommit", "approval",
-                "override", "backup", "restore"}
+                "override", "warnings", "backup", "restore"}
 PAUSED = DESIRED.replace("nodes: 3}", "nodes: 1}\n      paused: true")
 
 

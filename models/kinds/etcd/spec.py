@@ -10,6 +10,8 @@ from orbiter.models.duration import Duration, parse_duration
 from orbiter.models.kinds.base import KindProblem, KindSpec, KindState, MemberBase, PoolRef, PortRule
 from orbiter.models.providers import ProviderSpec
 
+from . import versions
+
 ROLE = "member"
 
 
@@ -70,6 +72,9 @@ class EtcdCluster(KindSpec):
 
     def backup_policy(self) -> BackupPolicy | None:
         return self.backup
+
+    def warnings(self) -> list[str]:
+        return [w] if (w := versions.warning(self.version)) else []
 
     def problems(self, providers: dict[str, ProviderSpec]) -> list[KindProblem]:
         c = self.certificates

@@ -1,5 +1,5 @@
-"""Backups without machines: sealing, the directory store, pruning, and where the runbook plans a
-backup."""
+"""etcd day two without machines: sealing, the directory store, pruning, where the runbook plans a
+backup, a restore, a renewal and clearing space, and which version changes it refuses."""
 
 import pytest
 
@@ -7,7 +7,8 @@ from orbiter.activities import backups
 from orbiter.models import sealing
 from orbiter.models.backups import BackupInfo, DirBackupStore
 from orbiter.models.current import NodeStatus
-from orbiter.models.kinds import View
+from orbiter.models.kinds import Refused, View
+from orbiter.models.kinds.etcd import versions
 from orbiter.models.load import DesiredStateError, load_desired
 from orbiter.models.sealing import Sealer, SealError, unseal_stream
 from orbiter.workflows.runbooks import RUNBOOKS
@@ -82,15 +83,25 @@ def test_backups_need_a_store():
         load_desired(DESIRED.format(store="", extra=""))
 
 
-def plan(extra: str, applied_extra: str = "", alarms: list[str] = (), commands: list[str] = ()) -> list[str]:
+def plan(extra: str, applied_extra: str = "", alarms: list[str] = (), commands: list[str] = (),
+         running: str = "3.4.23", extra_version: str | None = None) -> list[str]:
+    return [p.name for p in plan_items(extra, applied_extra, alarms, commands, running, extra_version)]
+
+
+def plan_items(extra: str, applied_extra: str = "", alarms: list[str] = (), commands: list[str] = (),
+               running: str = "3.4.23", extra_version: str | None = None) -> list:
     store = "  backupStore: {kind: dir, path: /var/lib/orbiter/backups}\n"
-    spec = load_desired(DESIRED.format(store=store, extra=extra)).spec
-    applied = load_desired(DESIRED.format(store=store, extra=applied_extra)).spec.clusters["meta"]
-    nodes = [NodeStatus(machine=f"m{i}", ip=f"10.0.0.{i}", role="member", joined=True, version="3.4.23",
+    text = DESIRED.format(store=store, extra=extra)
+    if extra_version:
+        text = text.replace('version: "3.4.23"', f'version: "{extra_version}"')
+    spec = load_desired(text).spec
+    applied = load_desired(DESIRED.format(store=store, extra=applied_extra).replace(
+        'version: "3.4.23"', f'version: "{running}"')).spec.clusters["meta"]
+    nodes = [NodeStatus(machine=f"m{i}", ip=f"10.0.0.{i}", role="member", joined=True, version=running,
                         alarms=list(alarms) if i == 1 else []) for i in range(3)]
     view = View(orb="lab", cluster="meta", spec=spec.clusters["meta"], applied=applied, nodes=nodes,
                 providers=spec.providers, commands=list(commands))
-    return [p.name for p in RUNBOOKS["etcd"].plan(view)]
+    return RUNBOOKS["etcd"].plan(view)
 
 
 def test_a_backup_is_planned_before_the_first_disruptive_step_only():
@@ -112,3 +123,20 @@ def test_a_renewal_or_a_full_database_is_planned_only_when_asked_or_seen():
     assert "renew certificates" in plan("", commands=["renew certificates"])
     restored = plan("", commands=["restore meta-20260101T000000Z-1"])
     assert restored[restored.index("restore meta-20260101T000000Z-1") - 1] == "backup"
+
+
+def test_versions_move_up_one_minor_at_a_time_and_never_down_across_minors():
+    assert "roll m0" not in plan("")
+    to_35 = plan("", running="3.4.23", extra_version="3.5.1")
+    assert to_35[to_35.index("roll m0") - 1] == "backup"
+    with pytest.raises(Refused, match="cannot be downgraded from 3.5.1 to 3.4.23"):
+        plan("", running="3.5.1")
+    with pytest.raises(Refused, match="one minor version at a time"):
+        plan("", running="3.4.23", extra_version="3.6.0")
+
+
+def test_a_version_with_a_known_bug_is_warned_about():
+    assert versions.warning("3.5.1") and "3.5.3" in versions.warning("3.5.1")
+    assert versions.warning("3.5.3") is None and versions.warning("3.4.23") is None
+    assert "warning: etcd 3.5.2 has a known bug" in " ".join(
+        p.description for p in plan_items("", extra_version="3.5.2", running="3.5.2"))
