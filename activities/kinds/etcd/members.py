@@ -20,7 +20,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from orbiter.activities.progress import heartbeat
+from orbiter.activities.progress import heartbeat, heartbeating
 from orbiter.activities.remote import Remote
 from orbiter.models.errors import one_line
 from orbiter.models.kinds.etcd.messages import (
@@ -111,6 +111,7 @@ def _members(data: Any) -> list[EtcdMemberInfo]:
             peer_urls=m.get("peerURLs") or [],
             client_urls=m.get("clientURLs") or [],
             started=bool(m.get("name")),
+            learner=bool(m.get("isLearner")),
         )
         for m in (data or {}).get("members") or []
     ]
@@ -224,7 +225,9 @@ def etcd_status(input: EtcdStatusInput) -> EtcdStatusResult:
     """The cluster as etcd sees it; with wait_healthy, poll until healthy at the expected size."""
     target = input.target
     deadline = time.monotonic() + input.timeout_seconds
-    with _etcdctl(target) as ctl:
+    # Heartbeats from a side thread: one observation may wait on dial and command timeouts of
+    # members that are down (seconds each), longer than a heartbeat timeout.
+    with _etcdctl(target) as ctl, heartbeating("etcd status") as progress:
         while True:
             result, why = _observe(ctl)
             count_ok = input.expect_members is None or len(result.members) == input.expect_members
@@ -236,7 +239,7 @@ def etcd_status(input: EtcdStatusInput) -> EtcdStatusResult:
                 raise ApplicationError(
                     f"{ctl.where()}: not healthy after {input.timeout_seconds:g}s: {why}", type="EtcdUnhealthy"
                 )
-            heartbeat(why or "waiting")
+            progress(why or "waiting")
             time.sleep(POLL_SECONDS)
 
 
@@ -306,7 +309,8 @@ def etcd_member_add(input: MemberAddInput) -> MemberAddResult:
         if others := [m for m in members if not m.started]:
             raise _unstarted_error(ctl, others[0], "before adding another")
         heartbeat(f"adding {input.name}")
-        ctl.run(ctl.command(f"member add {q(input.name)} --peer-urls={q(input.peer_url)}"))
+        learner = " --learner" if input.learner else ""
+        ctl.run(ctl.command(f"member add {q(input.name)} --peer-urls={q(input.peer_url)}{learner}"))
         return False  # the next round lists the members with the new one
 
     with _etcdctl(input.target) as ctl:

@@ -67,6 +67,7 @@ class EtcdMemberInfo(Model):
     peer_urls: list[str] = []
     client_urls: list[str] = []
     started: bool = False
+    learner: bool = False
     healthy: bool | None = None
     leader: bool = False
     db_size: int | None = None
@@ -103,6 +104,7 @@ class MemberAddInput(Model):
     target: EtcdTarget
     name: str
     peer_url: str
+    learner: bool = False  # a replacement joins as a learner: it counts for quorum only once promoted
 
 
 class MemberAddResult(Model):
@@ -168,3 +170,12 @@ class EtcdSpaceInput(Model):
 
 class EtcdSpaceResult(Model):
     revision: int | None = None  # compacted to
+
+
+class MemberPromoteInput(Model):
+    """Promote the learner at `peer_url` once it has caught up with the leader (absent or voting: done)."""
+
+    target: EtcdTarget
+    name: str
+    peer_url: str
+    timeout_seconds: float = 300

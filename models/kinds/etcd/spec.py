@@ -42,6 +42,13 @@ class CertPolicy(Spec):
     renew_before: Duration = Field("30d", alias="renewBefore")
 
 
+class RemediationPolicy(Spec):
+    """`remediation: {unhealthyAfter: 2m, maxUnhealthy: 1}`: a member unhealthy that long is replaced."""
+
+    unhealthy_after: Duration = Field("2m", alias="unhealthyAfter")
+    max_unhealthy: Annotated[StrictInt, Field(ge=1, le=4)] = Field(1, alias="maxUnhealthy")
+
+
 class DefragPolicy(Spec):
     """`defrag: {every: 24h}`: defragment, member by member, when a database is more than half free."""
 
@@ -57,6 +64,7 @@ class EtcdCluster(KindSpec):
     backup: BackupPolicy | None = None
     defrag: DefragPolicy | None = None
     certificates: CertPolicy | None = None
+    remediation: RemediationPolicy | None = None
 
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         return [(("members",), self.members)]
@@ -120,6 +128,7 @@ class EtcdState(KindState):
     backup_clock: str | None = None  # workflow time of the last backup: `backup.every` counts from it
     defrag_clock: str | None = None  # of the last scheduled defragmentation
     space_clock: str | None = None  # of the last look for alarms while the cluster rests
+    unhealthy_since: dict[str, str] = {}  # member -> workflow time it was first seen unhealthy
     latest_backup: BackupInfo | None = None
     restores: int = 0  # the counter restore ids are made from
     restore: PendingRestore | None = None

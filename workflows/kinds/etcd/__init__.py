@@ -14,6 +14,7 @@ from ...runbook import Runbook
 from . import backups, chores
 from .backups import Backup
 from .reconcile import EtcdReconcile
+from .remediation import Remediate
 from .renewal import RenewCertificates
 from .restore import Restore
 from .space import ClearSpace
@@ -23,7 +24,7 @@ BACKUP = Backup()
 
 
 class EtcdRunbook(Runbook[EtcdReconcile]):
-    steps = (Packages(), Bootstrap(), AddMember(), ClearSpace(), RenewCertificates(), BACKUP, Restore(),
+    steps = (Packages(), Remediate(), Bootstrap(), AddMember(), ClearSpace(), RenewCertificates(), BACKUP, Restore(),
              RemoveMember(), Roll(), Members(), Observe())
     destroy_steps = (Destroy(),)
 

@@ -7,15 +7,19 @@ it). The clocks are the workflow's, so the schedules survive restarts and replay
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from orbiter.models.cluster import ClusterState
     from orbiter.models.duration import parse_duration
+    from orbiter.models.kinds.etcd.messages import EtcdStatusResult
     from orbiter.models.kinds.etcd.spec import EtcdCluster, EtcdState
 
 from ...context import ClusterContext
 from .backups import take_backup
-from .reconcile import EtcdReconcile
+from .reconcile import ONCE, EtcdReconcile
+from .remediation import PREFIX as REPLACE
+from .remediation import check_interval, track
 from .renewal import REQUEST as RENEW
 from .renewal import renewal_due
 from .space import REQUEST as CLEAR
@@ -48,7 +52,8 @@ def schedule(state: ClusterState) -> dict[str, datetime]:
         due["certs"] = renew_at
     if workflow.patched(SPACE_WATCH):
         kind.space_clock = kind.space_clock or now
-        due["space"] = _clock(kind.space_clock) + timedelta(seconds=desired.drift_interval_seconds)
+        every = timedelta(seconds=desired.drift_interval_seconds)
+        due["space"] = _clock(kind.space_clock) + (check_interval(spec, every) if spec.remediation else every)
     return due
 
 
@@ -74,7 +79,17 @@ async def chore(ctx: ClusterContext) -> None:
         return
     if due & {"space", "defrag"}:
         r.kind.space_clock = now.isoformat()
-        status = await r.status()
+        try:
+            status = await r.status(retry=ONCE)
+        except ActivityError:
+            if r.spec.remediation is None:
+                raise
+            status = EtcdStatusResult(members=[], healthy=False)  # nothing answers: every member is unhealthy
+        if spec_remediation := r.spec.remediation:
+            unhealthy, overdue = track(r.kind, r.spec, {m.name for m in status.members if m.healthy}, now)
+            if overdue and spec_remediation:
+                _request(ctx, REPLACE + overdue[0])  # one at a time; the step checks quorum and maxUnhealthy
+                return
         if alarmed(status):
             # A reconcile, so the cluster leaves Ready while it cannot take writes, and says why.
             _request(ctx, CLEAR)

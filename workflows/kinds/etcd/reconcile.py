@@ -30,6 +30,8 @@ HEALTH_TIMEOUT = timedelta(minutes=3)
 ETCD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15), maximum_attempts=5
 )
+# A look at health that must not take minutes when members are down: no answer counts as unhealthy.
+ONCE = RetryPolicy(maximum_attempts=1)
 
 
 def rolled_fields(spec: EtcdCluster) -> tuple:
@@ -112,14 +114,14 @@ class EtcdReconcile:
             await self.ctx.report()
 
     async def status(self, wait: bool = False, expect: int | None = None,
-                     members: list[EtcdMember] | None = None) -> EtcdStatusResult:
+                     members: list[EtcdMember] | None = None, retry: RetryPolicy = ETCD_RETRY) -> EtcdStatusResult:
         result = await workflow.execute_activity(
             etcd_status,
             EtcdStatusInput(target=self.target(members), wait_healthy=wait, expect_members=expect,
                             timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=30),
             heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=ETCD_RETRY,
+            retry_policy=retry,
             summary="health gate" if wait else "etcd status",
         )
         self.fresh = result
