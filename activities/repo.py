@@ -1,10 +1,13 @@
 """The worker's cached mirror of each watched repository, and git over SSH with pinned host keys."""
 
+import contextlib
 import functools
 import hashlib
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from orbiter.models.refs import RepoRef
@@ -26,7 +29,12 @@ def normalize_url(url: str) -> str:
 
 
 def git_env(repo: RepoRef) -> dict[str, str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+           # Fetched objects always arrive as one pack moved into place, never one loose object
+           # at a time: a worker killed mid-fetch leaves no commit whose tree is missing (a
+           # commit the mirror "has" would not be fetched again, and its files would read as gone).
+           "GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "fetch.unpackLimit", "GIT_CONFIG_VALUE_0": "1",
+           "GIT_CONFIG_KEY_1": "transfer.unpackLimit", "GIT_CONFIG_VALUE_1": "1"}
     key_file = repo.key_file or os.environ.get("ORBITER_REPO_KEY_FILE")
     if key_file or repo.known_hosts_file:
         parts = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes"]
@@ -92,10 +100,16 @@ def mirror(repo: RepoRef) -> Path:
     path = _cache_path(repo, "mirrors")
     if not (path / "HEAD").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        # A directory of its own per attempt: two activities of one worker may make it at once,
+        # and an attempt killed half way leaves only a temporary directory behind.
+        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent))
         git(repo, "init", "--bare", "-q", str(tmp))
         git(repo, "remote", "add", "origin", repo.url, cwd=tmp)
-        os.replace(tmp, path) if not path.exists() else None
+        if not (path / "HEAD").exists():
+            shutil.rmtree(path, ignore_errors=True)  # a leftover without HEAD is no mirror
+            with contextlib.suppress(OSError):  # another attempt made it first
+                os.replace(tmp, path)
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -129,8 +143,21 @@ def read_file(repo: RepoRef, commit: str, name: str) -> str | None:
 def _read_file(repo_json: str, commit: str, name: str) -> str | None:
     repo = RepoRef.model_validate_json(repo_json)
     path = ensure_commit(repo, commit)
-    out = git(repo, "show", f"{commit}:{name}", cwd=path, check=False)
-    return out.stdout if out.returncode == 0 else None
+    for attempt in range(2):
+        out = git(repo, "show", f"{commit}:{name}", cwd=path, check=False)
+        if out.returncode == 0:
+            return out.stdout
+        # git says "does not exist" also when the commit's tree is missing: ask the tree itself.
+        listed = git(repo, "ls-tree", "--name-only", commit, "--", name, cwd=path, check=False)
+        if listed.returncode == 0 and not listed.stdout.strip():
+            return None
+        if attempt == 0:
+            # The commit is there and its files are not (a mirror damaged before objects came as
+            # packs): the mirror is a cache, so it is made again rather than a file read as gone.
+            shutil.rmtree(path, ignore_errors=True)
+            path = ensure_commit(repo, commit)
+    raise GitError(f"git show {commit[:12]}:{name} of {repo.url} failed: {error_detail(out.stderr)}")
+
 
 def commit_subject(repo: RepoRef, commit: str) -> str:
     """The first line of a commit's message: what notifications and history say a change was."""

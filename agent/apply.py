@@ -130,7 +130,8 @@ def build_steps(spec: NodeSpec, changes: list[Change]) -> ApplySteps:
         prepare.append(f"need_update={1 if source_changed else 0}")
         for p in install:
             prepare.append(
-                f"apt-cache show {q(p.name + '=' + p.version)} >/dev/null 2>&1 || need_update=1"
+                # apt-cache show exits 0 for a version it does not know: look for its stanza.
+                f"apt-cache show {q(p.name + '=' + p.version)} 2>/dev/null | grep -q '^Package:' || need_update=1"
             )
         prepare += [
             'if [ "$need_update" = 1 ]; then',

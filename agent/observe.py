@@ -12,6 +12,8 @@ import base64
 import binascii
 import shlex
 
+from orbiter.agent.osupdates import FUNCTION as OS_FUNCTION
+from orbiter.agent.osupdates import OsObserveError, parse_field
 from orbiter.agent.plan import (
     APT_SOURCE_DIR,
     APT_SOURCE_PREFIX,
@@ -79,7 +81,7 @@ def _sysctl_path(key: str) -> str:
 def observe_script(spec: NodeSpec) -> str:
     """The script for `spec`; run it with `sh -s` (as root) and feed stdout to parse_observation."""
     q = shlex.quote
-    lines = [_PRELUDE, f"echo {q(BEGIN)}"]
+    lines = [_PRELUDE, OS_FUNCTION, f"echo {q(BEGIN)}"]
     lines.append(
         "printf 'H\\t%s\\t%s\\n' \"$(uname -n | b64)\" "
         "\"$( (head -n1 /etc/hostname 2>/dev/null || true) | tr -d '\\n' | b64)\""
@@ -108,6 +110,7 @@ def observe_script(spec: NodeSpec) -> str:
     if spec.claim is not None:
         lines.append(f"if [ -f {q(CLAIM_FILE)} ]; then printf 'C\\t%s\\n' \"$(b64 < {q(CLAIM_FILE)})\";"
                      " else printf 'C\\t-\\n'; fi")
+    lines.append("obs_os")  # OS updates: agent/osupdates.py
     lines.append(f"echo {q(END)}")
     return "\n".join(lines) + "\n"
 
@@ -159,6 +162,8 @@ def parse_observation(spec: NodeSpec, stdout: str) -> NodeObserved:
     swap = False
     sources: dict[str, str] = {}
     claim: str | None = None
+    upgradable: list[str] | None = None
+    reboot: bool | None = None
     try:
         for line in lines:
             tag, _, rest = line.partition("\t")
@@ -200,11 +205,15 @@ def parse_observation(spec: NodeSpec, stdout: str) -> NodeObserved:
                 swap = any(int(x or 0) > 0 for x in f[:2])
             elif tag == "C":
                 claim = None if f[0] == "-" else _unb64(f[0])
+            elif tag == "O":
+                upgradable = parse_field(f[0])
+            elif tag == "R":
+                reboot = f[0] == "1"
             elif tag == "A":
                 parsed = _apt_source(_unb64(f[0]), _unb64(f[1]))
                 if parsed is not None:
                     sources[parsed[0]] = parsed[1]
-    except (IndexError, ValueError) as err:
+    except (IndexError, ValueError, OsObserveError) as err:
         raise ObserveError(f"malformed observe output line {line[:80]!r}") from err
     return NodeObserved(
         hostname=hostname,
@@ -218,4 +227,6 @@ def parse_observation(spec: NodeSpec, stdout: str) -> NodeObserved:
         swap_active=swap,
         apt_sources=sources,
         claim=claim,
+        upgradable=upgradable,
+        reboot_required=reboot,
     )

@@ -1,5 +1,8 @@
 """The `orbiter` command."""
 
+import logging
+import os
+import sys
 from importlib.metadata import version
 from typing import Annotated
 
@@ -58,4 +61,20 @@ app.add_typer(machines.app, name="machines")
 
 
 def main() -> None:
-    app()
+    """The `orbiter` command. Once the command is done, the process ends without finalizing the
+    interpreter: the Temporal client's native threads could still call into a finalizing Python
+    and abort the process ("PyGILState_Release ... finalizing"), turning a command that printed
+    its answer into a crash with exit 134 (seen once in `orbiter status` of the demo)."""
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    os._exit(code or 0)

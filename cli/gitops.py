@@ -20,6 +20,7 @@ from orbiter.workflows.gitops import GitOpsWorkflow
 
 from .common import Output, OutputOpt, console, fail, print_json
 from .connection import gitops_id, run_with_client
+from .updates import print_updates, with_workers
 
 RepoOpt = Annotated[str, typer.Option("--repo", help="git URL: a path, file://, ssh:// or git@host:path")]
 OptionalRepoOpt = Annotated[str | None, typer.Option("--repo", help="the watched repository (default: the only one)")]
@@ -147,6 +148,7 @@ def status(cluster: Annotated[str | None, typer.Argument(help="show only this cl
             if cluster not in orb.clusters:
                 fail(f"no cluster {cluster!r} in orb {orb.orb} (clusters: {', '.join(orb.clusters) or 'none'})")
             orb = orb.model_copy(update={"clusters": {cluster: orb.clusters[cluster]}})
+        orb = await with_workers(client, orb)
         return orb, await live_progress(client, orb)
 
     orb, progress = run_with_client(body)
@@ -223,6 +225,7 @@ def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None
         table.add_row(name, c.kind, phase, (c.commit or "-")[:12], f"{ready}/{len(c.nodes)}",
                       step_line(c, progress.get(name)))
     console.print(table)
+    print_updates(orb)
     for name, c in sorted(orb.clusters.items()):
         print_change_control(name, c)
         print_data_care(name, c)

@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import os
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +15,11 @@ from temporalio.service import RPCError
 from orbiter.models.secrets import SecretsError
 from orbiter.worker.client import ConnectError, connect, temporal_address
 from orbiter.worker.codec_server import serve as serve_codec
+from orbiter.worker.identity import MixedVersions
 from orbiter.worker.logs import setup_logging
 from orbiter.worker.main import run_worker
 from orbiter.worker.masterkey import load_master_key
+from orbiter.worker.selfupdate import SelfUpdateError, supervise
 from orbiter.worker.server import ServerError, answers, default_db, start_server, stop_server
 
 from .common import console, fail
@@ -84,19 +88,25 @@ def server(
             codec.shutdown()
 
 
-def worker() -> None:
+def worker(self_update: Annotated[bool, typer.Option(
+        "--self-update", help="run the worker as a child and move it to newer orbiter versions the orbs allow"
+        " (spec.orbiter) from ORBITER_PACKAGE_INDEX")] = False) -> None:
     """Run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE; start several to scale out."""
 
     setup_logging()
 
     async def main() -> None:
         client = await connect()
+        if self_update:
+            console.print(f"self-updating worker connected to {temporal_address()}; Ctrl-C stops", highlight=False)
+            await supervise(client)
+            return
         console.print(f"worker connected to {temporal_address()}; Ctrl-C stops", highlight=False)
-        await run_worker(client)
+        await run_worker(client, drain=timedelta(seconds=float(os.environ.get("ORBITER_WORKER_DRAIN", "0"))))
 
     try:
         asyncio.run(main())
-    except (ConnectError, SecretsError) as err:
+    except (ConnectError, SecretsError, MixedVersions, SelfUpdateError) as err:
         fail(str(err))
     except KeyboardInterrupt:
         pass
@@ -177,7 +187,7 @@ def up(
 
     try:
         asyncio.run(main())
-    except (ConnectError, SecretsError) as err:
+    except (ConnectError, SecretsError, MixedVersions) as err:
         fail(str(err))
     finally:
         if proc:

@@ -15,6 +15,7 @@ from .nodespec import Change
 from .notify import Sink
 from .providers import Provider
 from .refs import SecretsRef
+from .updates import OsUpdates
 
 
 class DesiredUpdate(Model):
@@ -31,6 +32,7 @@ class DesiredUpdate(Model):
     control: ChangeControl = ChangeControl()  # approval and maintenance windows in force for the cluster
     notify: list[Sink] = []
     backup_store: BackupStoreSpec | None = None  # the orb's spec.backupStore
+    os_updates: OsUpdates | None = None  # the cluster's osUpdates, else the orb's
 
 
 MachineAction = Literal["replace", "reboot"]

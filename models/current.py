@@ -9,6 +9,7 @@ from .backups import BackupInfo, RestoreRecord
 from .base import Model
 from .change import ApprovalStatus, ChangeRecord, Override
 from .nodespec import Change, UnitState
+from .updates import OrbiterStatus, UpdatesStatus
 
 Phase = Literal["Pending", "Reconciling", "AwaitingApproval", "AwaitingWindow", "Ready", "Blocked", "Paused",
                 "Destroying", "Destroyed"]
@@ -19,7 +20,7 @@ class Rejected(Model):
 
     commit: str
     file: str
-    line: int | None
+    line: int | None = None  # none for a file that is missing; current.yml then leaves it out
     message: str
 
 
@@ -44,6 +45,10 @@ class NodeStatus(Model):
     error: str | None = None
     drift: list[Change] = []
     units: dict[str, UnitState] = {}
+    # OS updates the machine's apt offers ("openssl 3.0.15-1~deb12u1 (security)"), and whether it
+    # asks for a reboot (/var/run/reboot-required): None until its node agent or a check said so.
+    upgradable: list[str] | None = None
+    reboot_required: bool | None = Field(None, alias="rebootRequired")
 
 
 class ClusterStatus(Model):
@@ -65,6 +70,7 @@ class ClusterStatus(Model):
     warnings: list[str] = []  # about the desired spec (a version with a known bug)
     backup: BackupInfo | None = None  # the latest backup of the cluster's data
     restore: RestoreRecord | None = None  # the latest restore
+    updates: UpdatesStatus | None = None  # versions the package source offers, and what orbiter did about them
 
 
 class OrbStatus(Model):
@@ -75,6 +81,7 @@ class OrbStatus(Model):
     rejected: Rejected | None = None
     error: str | None = None  # e.g. the git remote cannot be reached
     clusters: dict[str, ClusterStatus] = {}
+    orbiter: OrbiterStatus | None = None  # the workers' versions and the last self-update
 
     def to_yaml(self) -> str:
         data = self.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -96,6 +103,7 @@ class OrbStatus(Model):
         return {
             "orb": self.orb,
             "commit": self.commit,
+            "orbiter": self.orbiter.model_dump(mode="json") if self.orbiter else None,
             "rejected": self.rejected.model_dump() if self.rejected else None,
             "clusters": [
                 {
@@ -112,10 +120,12 @@ class OrbStatus(Model):
                     "warnings": c.warnings,
                     "backup": c.backup.model_dump(mode="json", exclude_none=True) if c.backup else None,
                     "restore": c.restore.model_dump(mode="json", exclude_none=True) if c.restore else None,
+                    "updates": c.updates.model_dump(mode="json", exclude={"offered"}) if c.updates else None,
                     "nodes": [
                         {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready,
                          "dbSize": n.db_size, "dbSizeInUse": n.db_size_in_use, "alarms": n.alarms,
-                         "certExpiry": n.cert_expiry}
+                         "certExpiry": n.cert_expiry, "upgradable": n.upgradable or [],
+                         "rebootRequired": bool(n.reboot_required)}
                         for n in c.nodes
                     ],
                 }

@@ -18,6 +18,7 @@ from .kinds import Cluster, KindSpec
 from .names import NAME_PATTERN, Name
 from .notify import Sink
 from .providers import Provider, ProviderSpec
+from .updates import OrbiterUpdates, OsUpdates
 
 __all__ = ["NAME_PATTERN", "Metadata", "Orb", "OrbSpec", "Reference", "check_references"]
 
@@ -41,6 +42,8 @@ class OrbSpec(Spec):
     notify: list[Sink] = []
     receiver: Receiver | None = None
     backup_store: BackupStoreSpec | None = Field(None, alias="backupStore")  # where clusters' backups go
+    os_updates: OsUpdates | None = Field(None, alias="osUpdates")  # every cluster's unless it sets its own
+    orbiter: OrbiterUpdates | None = None  # the versions of orbiter itself (`orbiter worker --self-update`)
 
 
 
@@ -60,6 +63,11 @@ def change_control(orb: Orb, cluster: KindSpec) -> ChangeControl:
     """A cluster's approval and maintenance settings: its own, else the orb's."""
     return ChangeControl(approval=cluster.approval or orb.spec.approval,
                          maintenance=cluster.maintenance or orb.spec.maintenance)
+
+
+def os_updates(orb: Orb, cluster: KindSpec) -> OsUpdates | None:
+    """A cluster's OS update policy: its own, else the orb's."""
+    return cluster.os_updates or orb.spec.os_updates
 
 
 class Reference(Exception):

@@ -205,3 +205,19 @@ def load_desired(text: str, file: str = "desired.yml") -> Orb:
         line = _line_for(lines, first.path)
         raise DesiredStateError(file, line, _dotted(first.path), first.message + extra)
     return orb
+
+
+def field_line(text: str, path: Path) -> int | None:
+    """The 1-based line of a key in a YAML text (`("spec", "clusters", "meta", "version")`), for
+    edits that keep the rest of the file as the operator wrote it; None when it is not there."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    lines: dict[Path, int] = {}
+    if root is not None:
+        try:
+            _lines(root, (), lines, "desired.yml")
+        except DesiredStateError:
+            return None
+    return lines.get(path)

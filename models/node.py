@@ -55,6 +55,8 @@ class NodeReport(Model):
     versions: dict[str, str] = {}  # package -> installed version (after this round)
     units: dict[str, UnitState] = {}
     host_key: str | None = None
+    upgradable: list[str] | None = None  # OS updates the machine's apt offers (None: not observed)
+    reboot_required: bool | None = None
 
 
 class NodeAgentStatus(Model):

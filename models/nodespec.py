@@ -69,6 +69,8 @@ class NodeObserved(Model):
     swap_active: bool = False
     apt_sources: dict[str, str] = {}  # name -> line
     claim: str | None = None  # the claim file's content, when the spec has a claim
+    upgradable: list[str] | None = None  # OS updates apt offers: "name=version[ (security)]" (agent/osupdates.py)
+    reboot_required: bool | None = None  # /var/run/reboot-required exists
 
 
 class Change(Model):

@@ -148,15 +148,14 @@ class GitRepo:
             (self.clone / name).write_text(content)
         git(self.clone, "add", *files)
         git(self.clone, "commit", "-q", "-m", message)
-        for attempt in range(3):
-            try:
-                git(self.clone, "push", "-q", "origin", "main")
+        for attempt in range(5):
+            # orbiter's write-back may land between the pull and the push: pull again, as a user would.
+            pushed = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=self.clone, capture_output=True)
+            if pushed.returncode == 0:
                 break
-            except subprocess.CalledProcessError:
-                # orbiter wrote current.yml between our pull and push: rebase on it, as an operator would.
-                if attempt == 2:
-                    raise
-                git(self.clone, "pull", "-q", "--rebase", "origin", "main")
+            if attempt == 4:
+                raise AssertionError(f"git push failed: {pushed.stderr.decode().strip()}")
+            git(self.clone, "pull", "-q", "--rebase", "origin", "main")
         return git(self.clone, "rev-parse", "HEAD")
 
     def has_remote_main(self) -> bool:

@@ -5,6 +5,7 @@ Several workers can serve one Temporal server; that is how orbiter scales out.
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -13,6 +14,8 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from orbiter.models.ids import SEARCH_ATTRIBUTES, TASK_QUEUE
+from orbiter.worker.heartbeats import Heartbeats
+from orbiter.worker.identity import build_id, identity, refuse_mixed_minor
 from orbiter.worker.registry import activities, workflows
 
 ACTIVITY_THREADS = 64
@@ -34,7 +37,7 @@ async def ensure_search_attributes(client: Client) -> None:
         )
 
 
-def build_worker(client: Client, executor: ThreadPoolExecutor) -> Worker:
+def build_worker(client: Client, executor: ThreadPoolExecutor, drain: timedelta = timedelta(0)) -> Worker:
     return Worker(
         client,
         task_queue=TASK_QUEUE,
@@ -42,10 +45,14 @@ def build_worker(client: Client, executor: ThreadPoolExecutor) -> Worker:
         activities=activities(client),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        interceptors=[Heartbeats()],
+        identity=identity(),  # `orbiter status` lists the versions serving the queue (worker/identity.py)
+        build_id=build_id(),
+        graceful_shutdown_timeout=drain,  # running activities may finish before the worker stops
     )
 
 
-async def run_worker(client: Client, stop: asyncio.Event | None = None) -> None:
+async def run_worker(client: Client, stop: asyncio.Event | None = None, drain: timedelta = timedelta(0)) -> None:
     for attempt in range(60):
         # A server that just started answers before its shards are ready.
         try:
@@ -55,8 +62,9 @@ async def run_worker(client: Client, stop: asyncio.Event | None = None) -> None:
             if attempt == 59:
                 raise
             await asyncio.sleep(0.5)
+    await refuse_mixed_minor(client)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, executor)
+        worker = build_worker(client, executor, drain)
         if stop is None:
             await worker.run()
             return

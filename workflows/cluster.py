@@ -37,9 +37,11 @@ from .gates import ChangeGates, GateHooks, PlanRejected, Superseded, now_iso
 from .members import add_command, command_refused, find_members, sync_nodes
 from .notify import Notifier
 from .runbooks import RUNBOOKS
+from .updates import UpdateChecks, UpdateHooks, note_os_facts
 from .watch import wait_for_work
 
 RECONCILES_BEFORE_CONTINUE_AS_NEW = 100
+UPDATE_CHECK_PATCH = "update-check"  # the idle wait runs update checks (workflows/patches.py)
 HISTORY_KEPT = 10  # reconciles in current.yml; its git history holds every one
 
 
@@ -47,7 +49,7 @@ def view_of(orb: str, cluster: str, state: ClusterState, desired: DesiredUpdate)
     """What the runbook plans from: the same fields current.yml has (see `orbiter plan`)."""
     return View(orb=orb, cluster=cluster, spec=desired.spec, applied=state.applied, nodes=state.status.nodes,
                 providers=desired.providers, commands=[str(c) for c in state.commands] + state.requests,
-                max_parallel=desired.max_parallel)
+                max_parallel=desired.max_parallel, os_updates=desired.os_updates)
 
 
 @workflow.defn
@@ -62,6 +64,8 @@ class ClusterWorkflow:
         self.gates = ChangeGates(input.cluster, self.state, GateHooks(
             set_phase=self._set_phase, set_step=self.set_step, paused=lambda: self.paused,
             working_phase=self._working_phase))
+        self.updates = UpdateChecks(input.cluster, self.state, UpdateHooks(paused=lambda: self.paused,
+                                                                          report=self.report))
 
     @workflow.run
     async def run(self, input: ClusterInput) -> None:
@@ -69,8 +73,10 @@ class ClusterWorkflow:
         self.reporter = asyncio.create_task(self._reporter())
         await workflow.wait_condition(lambda: self.state.desired is not None)
         while True:
+            # Idle: update checks (behind their patch) and a watching kind's observations fall due.
+            updates = self.updates if workflow.patched(UPDATE_CHECK_PATCH) else None
             if not await wait_for_work(self.input.orb, self.input.cluster, self.state, RUNBOOKS, self._work_pending,
-                                       self.report):
+                                       self.report, updates):
                 await self._continue_as_new()
             desired = self.state.desired
             assert desired is not None
@@ -241,6 +247,7 @@ class ClusterWorkflow:
     @workflow.signal(name="node_report")
     async def node_report(self, report: NodeReport) -> None:
         self.state.node_reports[report.machine_id] = report
+        note_os_facts(self.state, report)
         if report.drift:
             # Something was changed by hand and put back: current.yml shows what and where.
             self.state.drift[report.machine_id] = report.changes

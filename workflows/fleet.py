@@ -61,9 +61,8 @@ class Fleet:
             prepare_packages,
             PreparePackagesInput(provider_name=provider, provider=spec, packages=wanted),
             # The first run on a host builds the base image and downloads packages: minutes, with
-            # heartbeats, so a crashed worker's attempt is retried within half a minute.
+            # heartbeats (worker/heartbeats.py), so a crashed worker's attempt is retried within seconds.
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=MACHINE_RETRY,
             summary=f"packages {', '.join(f'{n} {v}' for n, v in sorted(wanted.items()))} for {provider}",
         )
@@ -86,7 +85,6 @@ class Fleet:
                 ports=self.ctx.desired.spec.member_ports(),
             ),
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
             retry_policy=MACHINE_RETRY,
             summary=f"machines {', '.join(ids)}",
         )
@@ -189,4 +187,6 @@ class Fleet:
             error=report.error if report and not report.ok else None,
             units=report.units if report else {},
             drift=self.state.drift.get(member.name, []),
+            upgradable=report.upgradable if report else None,
+            rebootRequired=report.reboot_required if report else None,
         )

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.activities.temporal_ops import TemporalOps
     from orbiter.models.cluster import DesiredUpdate, SignalClusterInput
     from orbiter.models.current import ClusterStatus, OrbStatus
-    from orbiter.models.desired import Orb, change_control, cluster_providers
+    from orbiter.models.desired import Orb, change_control, cluster_providers, os_updates
     from orbiter.models.duration import parse_duration
     from orbiter.models.errors import error_line
     from orbiter.models.gitops import (
@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.ids import cluster_workflow_id
     from orbiter.models.provision import EnsureKeysInput
     from orbiter.models.refs import SecretsRef
+    from orbiter.models.selfupdate import OrbiterPolicy
+    from orbiter.models.updates import OrbiterStatus, SelfUpdateReport
 
 from .notify import Notifier
 
@@ -214,6 +216,7 @@ class GitOpsWorkflow:
             notify=orb.spec.notify,
             subject=self.state.desired_subject,
             backup_store=orb.spec.backup_store,
+            os_updates=os_updates(orb, cluster),
         )
         try:
             await workflow.execute_activity(
@@ -242,7 +245,6 @@ class GitOpsWorkflow:
                     repo=self.repo, current_yaml=self.state.status.to_yaml(), sealed_secrets=sealed, message=message
                 ),
                 start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=GIT_RETRY,
                 summary="write current.yml",
             )
@@ -328,3 +330,15 @@ class GitOpsWorkflow:
             if not (done or stuck):
                 return False
         return True
+
+    # -- orbiter's own updates (worker/selfupdate.py) ------------------------------------------
+    @workflow.query
+    def orbiter_policy(self) -> OrbiterPolicy:
+        """The orb's spec.orbiter: what a `--self-update` worker may install."""
+        return OrbiterPolicy(spec=self.state.orb.spec.orbiter if self.state.orb else None)
+
+    @workflow.signal
+    def orbiter_update(self, report: SelfUpdateReport) -> None:
+        """A self-update done or rolled back: into current.yml and `orbiter status`."""
+        self.state.status.orbiter = OrbiterStatus(update=report.line, at=report.at)
+        self.state.dirty = True

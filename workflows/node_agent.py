@@ -149,7 +149,6 @@ class NodeAgentWorkflow:
                 converge_node,
                 ConvergeNodeInput(machine=machine, spec=spec, secrets=secrets),
                 start_to_close_timeout=timedelta(minutes=40),
-                heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=self._retry(),
                 summary=f"converge {machine.id}",
             )
@@ -194,6 +193,8 @@ class NodeAgentWorkflow:
             versions=versions,
             units=units,
             host_key=self.machine.host_key,
+            upgradable=observed.upgradable if observed else None,
+            reboot_required=observed.reboot_required if observed else None,
         )
         try:
             await workflow.get_external_workflow_handle(self.input.parent_workflow_id).signal(

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from orbiter.models.base import Model
 from orbiter.models.current import ClusterStatus, OrbStatus
-from orbiter.models.desired import Orb, cluster_providers
+from orbiter.models.desired import Orb, cluster_providers, os_updates
 from orbiter.models.kinds import PlannedStep, Refused, View
 from orbiter.models.load import DesiredStateError, load_desired
 
-from .cluster import RUNBOOKS
+from .runbooks import RUNBOOKS
 
 
 class ClusterPlan(Model):
@@ -44,7 +44,7 @@ def plan_orb(orb: Orb, current: OrbStatus, desired_at: Callable[[str], str | Non
         view = View(orb=orb.metadata.name, cluster=name, spec=spec,
                     applied=_applied(name, spec.kind, status, desired_at), nodes=status.nodes,
                     providers=cluster_providers(orb, spec), commands=status.commands,
-                    max_parallel=orb.spec.max_parallel)
+                    max_parallel=orb.spec.max_parallel, os_updates=os_updates(orb, spec))
         try:
             out.append(ClusterPlan(cluster=name, kind=spec.kind, steps=RUNBOOKS[spec.kind].plan(view)))
         except Refused as err:

@@ -20,9 +20,20 @@ class Patch:
 
 
 PATCHES: tuple[Patch, ...] = (
-    Patch(id="etcd-space-watch",
-          why="a Ready etcd cluster looks for alarms (NOSPACE) every driftInterval on a timer; histories"
-              " recorded before it rest without one",
-          added_in="0.2 (issue 13, etcd day two)",
-          removable_after="the etcd histories in tests/workflows/histories/ are re-recorded with it"),
+    Patch(
+        id="update-check",
+        why="ClusterWorkflow waits for its next commit with a timer for the periodic update check (version"
+            " and OS update policies); histories recorded before it waited without one",
+        added_in="0.2.x (update policies, issue 15)",
+        removable_after="every cluster workflow started before it has continued as new on a worker that has it (one"
+                        " reconcile or a continue-as-new suggestion after the upgrade); then deprecate_patch",
+    ),
+    Patch(
+        id="etcd-space-watch",
+        why="a Ready etcd cluster looks for alarms (NOSPACE) and unhealthy members every driftInterval on a"
+            " timer; histories recorded before it rested without one",
+        added_in="0.2.x (etcd day two, issue 13)",
+        removable_after="every etcd cluster workflow started before it has continued as new on a worker that has it;"
+                        " then deprecate_patch",
+    ),
 )

@@ -9,13 +9,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orbiter.activities.ssh import SshSession, connect
+from orbiter.activities.ssh import SshSession, Unreachable, connect
 from orbiter.models.claims import CLAIM_FILE, claim_conflict, claim_text
 from orbiter.models.loadbalancers import LoadBalancerInput, LoadBalancerMembersInput, LoadBalancerMembersResult
 from orbiter.models.machines import Machine
 from orbiter.models.providers import ProviderSpec
 from orbiter.models.provision import AcquireMachinesInput, PreparePackagesResult, ReleaseMachineInput
 from orbiter.models.refs import SecretsRef
+from orbiter.models.updatecheck import OfferedVersions
 
 Progress = Callable[[str], None]
 SecretReader = Callable[[str], bytes]  # a secret's value by name (activities: from the repo at a commit)
@@ -112,6 +113,22 @@ class ProviderRuntime(ABC):
         """Machines this provider holds for an orb outside this host: provider, id, zone, ip, state,
         orb, cluster, pool. Providers that keep machines on the host list them in host_machines."""
         return []
+
+    def offered_versions(self, package: str, machines: list[Machine], key: Callable[[Machine], str]) -> OfferedVersions:
+        """The versions of `package` the machines' own apt offers (the update check): one SSH round
+        trip to the first machine that answers, its package lists fetched first as unattended-upgrades
+        would. Providers that serve packages answer from what they serve."""
+        for machine in machines:
+            command = f"apt-get update -qq >/dev/null 2>&1 || true; apt-cache madison {shlex.quote(package)}"
+            try:
+                with connect(machine, key(machine)) as session:
+                    out = session.run(command, timeout=300)
+            except Unreachable:
+                continue
+            versions = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.count("|") >= 2]
+            return OfferedVersions(versions=versions, source=f"apt on {machine.id}")
+        raise ProviderError(f"provider {self.name}: no machine answered to list the versions of {package}"
+                            f" ({', '.join(m.id for m in machines) or 'the cluster has none yet'})")
 
     # -- machines kept on this host (`orbiter machines`): providers that keep none list none ------
     @classmethod

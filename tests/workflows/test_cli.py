@@ -299,9 +299,9 @@ def test_missing_master_key_file_is_one_line_naming_the_path(tmp_path):
 
 # Against the GitOps loop ---------------------------------------------------------------------
 
-STATUS_KEYS = {"orb", "commit", "rejected", "clusters"}
+STATUS_KEYS = {"orb", "commit", "rejected", "clusters", "orbiter"}
 CLUSTER_KEYS = {"name", "kind", "phase", "commit", "error", "step", "progress", "nodes", "desiredCommit", "approval",
-                "override", "warnings", "backup", "restore"}
+                "override", "warnings", "backup", "restore", "updates"}
 PAUSED = DESIRED.replace("nodes: 3}", "nodes: 1}\n      paused: true")
 
 
@@ -420,4 +420,6 @@ def test_status_json_shape_is_the_documented_one():
         "dbSizeInUse": None,
         "alarms": [],
         "certExpiry": None,
+        "upgradable": [],
+        "rebootRequired": False,
     }

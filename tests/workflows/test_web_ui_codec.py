@@ -140,17 +140,27 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def _page_text(browser: Browser, url: str, expected: str, shot: Path) -> str:
-    """The page's text once `expected` shows up (or after the timeout, for the assertion)."""
+    """The page's text once `expected` shows up (or after the timeout, for the assertion). The
+    UI sometimes answers a load with its own error page ("Uh oh. There's an error.", e.g. while
+    its codec endpoint refuses connections on a loaded machine); like a user, reload then."""
     context = await browser.new_context()  # fresh context: nothing decoded is cached
     try:
         page = await context.new_page()
         page.set_default_timeout(30_000)
-        await page.goto(url)
-        try:
-            await page.wait_for_function(
-                "t => document.body.innerText.includes(t)", arg=expected, timeout=30_000
-            )
-        except Exception:  # noqa: BLE001 - the caller's assertion reports what was shown
+        deadline = time.monotonic() + 60
+        while True:
+            await page.goto(url)
+            try:
+                await page.wait_for_function(
+                    "t => document.body.innerText.includes(t) || document.body.innerText.includes('Uh oh.')",
+                    arg=expected, timeout=30_000,
+                )
+            except Exception:  # noqa: BLE001 - the caller's assertion reports what was shown
+                break
+            if "Uh oh." not in await page.inner_text("body") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        if expected not in await page.inner_text("body"):
             await page.screenshot(path=str(shot), full_page=True)
         return await page.inner_text("body")
     finally:

@@ -88,6 +88,11 @@ async def page_with(browser: Browser, url: str, text: str, shot: Path) -> Page: 
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30_000)
     await page.goto(url)
+    for _ in range(5):  # a loaded machine: the UI may render nothing or its error page; reload as a user would
+        with contextlib.suppress(AssertionError):
+            await expect_text(page, text, shot, tries=30)
+            return page
+        await page.reload()
     await expect_text(page, text, shot)
     return page
 
@@ -101,8 +106,8 @@ async def shown(page: Page) -> str:
     return "\n".join(texts)
 
 
-async def expect_text(page: Page, text: str, shot: Path) -> None:
-    for _ in range(60):
+async def expect_text(page: Page, text: str, shot: Path, tries: int = 60) -> None:
+    for _ in range(tries):
         if text in await shown(page):
             return
         await page.wait_for_timeout(500)

@@ -51,6 +51,7 @@ from .admin import (
     ETCD_MANIFEST,
     KUBEADM_TIMEOUT,
     KUBECTL,
+    KUBECTL_TIMEOUT,
     POLL_SECONDS,
     TOKEN_RE,
     KubeRemote,
@@ -176,14 +177,23 @@ def kubeadm_join(input: KubeadmJoinInput) -> KubeadmJoinResult:
         done = [KUBELET_CONF] + ([ETCD_MANIFEST] if input.control_plane else [])
         if all(node.exists(p) for p in done):
             return KubeadmJoinResult(joined=False)
-        check = f"if {_unfinished_join(path)}; then echo yes; else echo no; fi"
-        if node.run(check, "look for an unfinished kubeadm join").strip() == "yes":
+        # The join of a worker that died may still run (a command over SSH without a terminal
+        # outlives its connection): stopped first, then what it left is undone.
+        earlier = shlex.quote("[k]ubeadm join --config " + path)
+        check = f"pkill -f {earlier} && sleep 1; if {_unfinished_join(path)}; then echo yes; else echo no; fi"
+        reset = node.run(check, "look for an unfinished kubeadm join").strip() == "yes"
+        if reset:
             beating(
                 f"kubeadm reset {input.node}",
                 lambda: node.run("kubeadm reset -f", "kubeadm reset after an unfinished join", timeout=KUBEADM_TIMEOUT),
             )
             node.run(f"rm -f {path}", f"remove {path}")
         with on_control_plane(target) as cp:
+            if reset:
+                # The Node the cut-off join registered: kubeadm refuses to join a name that is
+                # registered and Ready ("You must delete the existing Node").
+                cp.run(f"{KUBECTL} delete node {shlex.quote(input.node)} --ignore-not-found", "kubectl delete node",
+                       timeout=KUBECTL_TIMEOUT)
             desc = shlex.quote(f"orbiter: join of {input.node}")
             out = cp.run(
                 f"kubeadm token create --kubeconfig {ADMIN_CONF} --ttl {JOIN_TOKEN_TTL} --description {desc}",

@@ -238,17 +238,23 @@ class LocalMachines:
     def _start(self, meta: dict[str, Any]) -> None:
         """Boot one machine unless running, then configure host0 and wait for sshd."""
         mid = meta["id"]
-        if self.is_running(mid):
-            return
         mdir = self._machine_dir(mid)
         name = self.nspawn_name(mid)
+        cidr = f"{meta['ip']}/{self.net.network.prefixlen}"
+        if self.is_running(mid):
+            # Running, but maybe never configured: a worker killed between nspawn's start and
+            # host0's address left a machine no one can reach. Both steps are idempotent.
+            pid = nspawn.read_pid(mdir / "nspawn.pid")
+            assert pid is not None
+            nspawn.configure_host0(nspawn.container_init_pid(pid), cidr, self.gateway)
+            nspawn.wait_ssh(meta["ip"], timeout=BOOT_TIMEOUT)
+            return
         args = nspawn.nspawn_args(
             self.image_path, mdir / "upper", name, mid, meta["machine_id"], self.bridge
         )
         pid = nspawn.spawn_detached(args, mdir / "nspawn.log", mdir / "nspawn.pid")
         try:
             init = nspawn.container_init_pid(pid)
-            cidr = f"{meta['ip']}/{self.net.network.prefixlen}"
             nspawn.configure_host0(init, cidr, self.gateway)
             nspawn.wait_ssh(meta["ip"], timeout=BOOT_TIMEOUT)
         except NspawnError as exc:

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,12 @@ from orbiter.activities.ssh import pooled
 from orbiter.models.machines import Machine
 from orbiter.models.providers.local import LocalProvider
 from orbiter.models.provision import AcquireMachinesInput, PreparePackagesResult, ReleaseMachineInput
+from orbiter.models.updatecheck import OfferedVersions
 
 from ..base import Claim, Progress, ProviderRuntime, claim_machine
 from .aptrepo import AptRepo
 from .machines import LocalMachines, LocalProviderError
-from .packages import resolve_host_versions, served_versions
+from .packages import resolve_host_versions, served_versions, version_key
 from .paths import state_dir
 
 
@@ -63,6 +65,12 @@ class LocalRuntime(ProviderRuntime):
         repo.ensure_packages(sorted(versions.items()), progress)
         repo.ensure_served()
         return PreparePackagesResult(versions=versions, apt_source=repo.source_line())
+
+    def offered_versions(self, package: str, machines: list[Machine], key: Callable[[Machine], str]) -> OfferedVersions:
+        """What the served repository holds: local machines install only from it, no SSH needed."""
+        repo = AptRepo(self.machines)
+        versions = sorted(repo.served_versions().get(package, set()), key=version_key, reverse=True)
+        return OfferedVersions(versions=versions, source=f"provider {self.name}'s package repository")
 
     @classmethod
     def host_machines(cls) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from orbiter.models.base import Model, Spec
 from orbiter.models.duration import Duration, parse_duration
 from orbiter.models.kinds.base import KindProblem, KindSpec, KindState, MemberBase, PoolRef, PortRule
 from orbiter.models.providers import ProviderSpec
+from orbiter.models.updates import VersionChoice, one_step
 
 from . import versions
 
@@ -90,6 +91,16 @@ class EtcdCluster(KindSpec):
             return [KindProblem(("certificates", "renewBefore"), f"{c.renew_before} must be shorter than the"
                                 f" validity ({c.validity}), or every certificate is renewed at once again")]
         return []
+    def current_version(self) -> str | None:
+        return self.version
+
+    def version_package(self) -> str | None:
+        return "etcd-server"
+
+    def choose_versions(self, offered: list[str]) -> VersionChoice:
+        """etcd upgrades one minor at a time and never down (its rolling-upgrade rule: a 3.4 cluster
+        takes 3.5 members, not 3.6 ones)."""
+        return one_step(self.version, offered)
 
 
 class EtcdMember(MemberBase):

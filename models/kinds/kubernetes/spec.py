@@ -10,6 +10,7 @@ from orbiter.models.duration import Duration
 from orbiter.models.kinds.base import KindProblem, KindSpec, KindState, MemberBase, PoolRef, PortRule
 from orbiter.models.names import Name, ipv4
 from orbiter.models.providers import ProviderSpec
+from orbiter.models.updates import VersionChoice, one_step
 
 Role = Literal["control-plane", "worker"]
 CONTROL_PLANE: Role = "control-plane"
@@ -144,6 +145,17 @@ class KubernetesCluster(KindSpec):
 
     def summary(self) -> str:
         return f"kubernetes {self.version}"
+
+    def current_version(self) -> str | None:
+        return self.version
+
+    def version_package(self) -> str | None:
+        return "kubeadm"  # kubeadm decides what a control plane may move to
+
+    def choose_versions(self, offered: list[str]) -> VersionChoice:
+        """kubeadm's skew rules: a control plane moves one minor at a time, within its major, never
+        down (not even a patch); the kubelets follow it in the same upgrade."""
+        return one_step(self.version, offered, prefix="v")
 
 
 class K8sMember(MemberBase):

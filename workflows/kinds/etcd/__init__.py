@@ -10,6 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.kinds import PlannedStep, View
 
 from ...context import ClusterContext
+from ...osupdates import OsUpdates
 from ...runbook import Runbook
 from . import backups, chores
 from .backups import Backup
@@ -25,7 +26,7 @@ BACKUP = Backup()
 
 class EtcdRunbook(Runbook[EtcdReconcile]):
     steps = (Packages(), Remediate(), Bootstrap(), AddMember(), ClearSpace(), RenewCertificates(), BACKUP, Restore(),
-             RemoveMember(), Roll(), Members(), Observe())
+             RemoveMember(), Roll(), Members(), OsUpdates(), Observe())
     destroy_steps = (Destroy(),)
 
     def start(self, ctx: ClusterContext) -> EtcdReconcile:

@@ -66,7 +66,6 @@ async def take_backup(r: EtcdReconcile, reason: str) -> BackupInfo:
             EtcdBackupInput(target=r.target([m for m in r.members if m.joined]), store=store, orb=ctx.orb,
                             backup_id=pending.id, reason=pending.reason, keep=r.spec.backup.keep),
             start_to_close_timeout=BACKUP_TIMEOUT,
-            heartbeat_timeout=timedelta(minutes=1),
             retry_policy=BACKUP_RETRY,
             summary=f"backup {pending.id}",
         )

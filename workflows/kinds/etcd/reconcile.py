@@ -120,7 +120,6 @@ class EtcdReconcile:
             EtcdStatusInput(target=self.target(members), wait_healthy=wait, expect_members=expect,
                             timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=30),
-            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=retry,
             summary="health gate" if wait else "etcd status",
         )
@@ -166,3 +165,13 @@ class EtcdReconcile:
         self.ctx.state.status.nodes = nodes
         self.ctx.state.status.endpoints = self.endpoints() if self.members else []
         await self.ctx.report()
+
+    # -- a member out for a while (OS updates, workflows/osupdates.py) ---------------------------
+    async def before_disruption(self, name: str) -> None:
+        """Every member healthy first: with one down the others keep a quorum."""
+        await self.status(wait=True, expect=len(self.members))
+
+    async def after_disruption(self, name: str) -> None:
+        await self.status(wait=True, expect=len(self.members))
+        assert self.fresh is not None
+        await self.observe(self.fresh)

@@ -116,7 +116,7 @@ class Remediate(Step[EtcdReconcile]):
         await r.converge([member])
         await workflow.execute_activity(
             etcd_member_promote, MemberPromoteInput(target=r.target(joined), name=member.name, peer_url=peer),
-            start_to_close_timeout=HEALTH_TIMEOUT + timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=30),
+            start_to_close_timeout=HEALTH_TIMEOUT + timedelta(minutes=2),
             retry_policy=ETCD_RETRY, summary=f"member promote {member.name}")
         await r.status(wait=True, expect=len(joined) + 1, members=joined + [member])
         member.joined = True

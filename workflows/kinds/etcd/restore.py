@@ -110,7 +110,7 @@ class Restore(Step[EtcdReconcile]):
                                    backup=pending.backup, restore_id=pending.id, name=m.name,
                                    peer_url=config.peer_url(r.ip(m), r.spec.tls), initial_cluster=initial,
                                    token=f"{ctx.name}-{pending.id}", version=r.spec.version),
-            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=20),
+            start_to_close_timeout=timedelta(minutes=30),
             retry_policy=ETCD_RETRY, summary=f"restore {m.name}") for m in members))
         await workflow.execute_activity(etcd_unit, EtcdUnitInput(cluster=ctx.name, machines=machines,
                                         secrets=ctx.desired.secrets, start=True),

@@ -33,7 +33,7 @@ def mostly_free(status: EtcdStatusResult) -> bool:
 async def _space(r: EtcdReconcile, what: str, members: list[EtcdMember]) -> None:
     await workflow.execute_activity(
         etcd_space, EtcdSpaceInput(target=r.target(members), what=what),  # type: ignore[arg-type]
-        start_to_close_timeout=SPACE_TIMEOUT, heartbeat_timeout=timedelta(minutes=1), retry_policy=ETCD_RETRY,
+        start_to_close_timeout=SPACE_TIMEOUT, retry_policy=ETCD_RETRY,
         summary=f"{what} {members[0].name}" if what == "defrag" else what)
 
 

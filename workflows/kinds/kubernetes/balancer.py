@@ -29,7 +29,6 @@ from ...runbook import Step
 from . import plan
 
 NAME = "api"
-LB_HEARTBEAT = timedelta(seconds=30)  # the activities beat every 10 s: a dead worker's call is retried soon
 LB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30),
                        maximum_attempts=5, non_retryable_error_types=["SecretsError"])
 
@@ -46,7 +45,7 @@ async def ensure(r: Any) -> None:
     """Create what is missing of the balancer; its address becomes (and stays) the endpoint."""
     result = await workflow.execute_activity(
         ensure_load_balancer, balancer_input(r), start_to_close_timeout=timedelta(minutes=20),
-        heartbeat_timeout=LB_HEARTBEAT, retry_policy=LB_RETRY, summary=f"load balancer {NAME}")
+        retry_policy=LB_RETRY, summary=f"load balancer {NAME}")
     if r.kind.load_balancer is None:
         r.kind.load_balancer = result.address
     elif r.kind.load_balancer != result.address:
@@ -60,7 +59,7 @@ async def members(r: Any, names: list[str], wait_healthy: bool = False) -> None:
     await workflow.execute_activity(
         set_load_balancer_members, LoadBalancerMembersInput(balancer=balancer_input(r), machines=names,
                                                             wait_healthy=wait_healthy),
-        start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=LB_HEARTBEAT, retry_policy=LB_RETRY,
+        start_to_close_timeout=timedelta(minutes=10), retry_policy=LB_RETRY,
         summary=f"load balancer {NAME}: {', '.join(names) or 'no members'}")
 
 
@@ -105,5 +104,5 @@ class RemoveLoadBalancer(Step[Any]):
     async def run(self, r: Any, item: PlannedStep) -> None:
         await workflow.execute_activity(
             remove_load_balancer, balancer_input(r), start_to_close_timeout=timedelta(minutes=20),
-            heartbeat_timeout=LB_HEARTBEAT, retry_policy=LB_RETRY, summary=f"remove load balancer {NAME}")
+            retry_policy=LB_RETRY, summary=f"remove load balancer {NAME}")
         r.kind.load_balancer = None

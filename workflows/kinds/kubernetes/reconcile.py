@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         kubeadm_join,
         kubeadm_reset,
         network_facts,
+        uncordon,
     )
     from orbiter.models.duration import parse_duration
     from orbiter.models.kinds.kubernetes import KIND, kubeadm_config, node
@@ -215,7 +216,6 @@ class KubernetesReconcile:
             KubeadmInitInput(target=KubeTarget(cluster=self.name, via=[machine], secrets=self.ctx.desired.secrets),
                              config=config),
             start_to_close_timeout=timedelta(minutes=12),
-            heartbeat_timeout=timedelta(minutes=2),
             retry_policy=KUBE_RETRY,
             summary=f"kubeadm init {first.name}",
         )
@@ -269,7 +269,6 @@ class KubernetesReconcile:
                 KubeadmJoinInput(target=target, machine=self.ctx.state.machines[member.name], node=member.name,
                                  config=config, control_plane=control_plane),
                 start_to_close_timeout=timedelta(minutes=12),
-                heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=KUBE_RETRY,
                 summary=f"kubeadm join {member.name}",
             )
@@ -290,7 +289,6 @@ class KubernetesReconcile:
                           timeout_seconds=HEALTH_TIMEOUT.total_seconds(),
                           gate_control_planes=gate if wait_ready else []),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=60),
-            heartbeat_timeout=timedelta(seconds=60),
             retry_policy=KUBE_RETRY,
             summary="health gate" if wait_ready else "nodes",
         )
@@ -306,7 +304,6 @@ class KubernetesReconcile:
             drain,
             NodeActionInput(target=self.target(), node=member.name, timeout_seconds=timeout),
             start_to_close_timeout=timedelta(seconds=timeout + 120),
-            heartbeat_timeout=timedelta(minutes=1),  # a lost worker's drain is retried at once
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"drain {member.name}",
         )
@@ -369,3 +366,20 @@ class KubernetesReconcile:
         known = self.control_planes and (self.kind.load_balancer or not self.spec.load_balanced())
         self.ctx.state.status.endpoints = [f"https://{self.endpoint()}"] if known else []
         await self.ctx.report()
+
+    # --- a member out for a while (OS updates, workflows/osupdates.py) --------------------------
+    async def before_disruption(self, name: str) -> None:
+        """The cluster healthy first, then the node drained."""
+        await self.health_gate()
+        member = self.member(name)
+        if member is not None and member.joined:
+            await self.drain(member)
+
+    async def after_disruption(self, name: str) -> None:
+        member = self.member(name)
+        if member is not None and member.joined:
+            await self.nodes(wait_ready=[name])
+            await workflow.execute_activity(
+                uncordon, NodeActionInput(target=self.target(), node=name),
+                start_to_close_timeout=timedelta(minutes=2), retry_policy=KUBE_RETRY, summary=f"uncordon {name}")
+        await self.health_gate()

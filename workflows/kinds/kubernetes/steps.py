@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.kinds.kubernetes.versions import check_skew
     from orbiter.models.provision import BootIdInput, RebootMachineInput
 
+from ...osupdates import OsUpdates
 from ...runbook import Step
 from . import balancer, plan
 from .reconcile import KUBE_RETRY, KubernetesReconcile
@@ -213,7 +214,6 @@ class Reboot(Step[R]):
                 RebootMachineInput(provider_name=member.provider, provider=r.ctx.provider(member.provider),
                                    machine=machine, secrets=r.ctx.desired.secrets, boot_id=member.reboot_from),
                 start_to_close_timeout=timedelta(minutes=12),
-                heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=KUBE_RETRY,
                 summary=f"reboot {name}",
             )
@@ -295,6 +295,6 @@ class Destroy(Step[R]):
 
 STEPS: tuple[Step[R], ...] = (
     Packages(), Upgrade(), Machines(), NodeSoftware(), balancer.LoadBalancer(), Init(), Cni(), JoinControlPlane(),
-    JoinWorkers(), HealthGate(), Reboot(), RemoveWorker(), RemoveControlPlane(), Observe(),
+    JoinWorkers(), HealthGate(), Reboot(), OsUpdates(), RemoveWorker(), RemoveControlPlane(), Observe(),
 )
 DESTROY_STEPS: tuple[Step[R], ...] = (Destroy(), balancer.RemoveLoadBalancer())

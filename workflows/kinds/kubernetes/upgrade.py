@@ -85,7 +85,6 @@ class Upgrade(Step[KubernetesReconcile]):
             KubeadmUpgradeInput(target=r.target(), machine=r.ctx.state.machines[member.name], version=version,
                                 apply=apply),
             start_to_close_timeout=timedelta(minutes=15),
-            heartbeat_timeout=timedelta(minutes=2),
             retry_policy=KUBE_RETRY,
             summary=f"kubeadm upgrade {'apply' if apply else 'node'} {member.name}",
         )

@@ -41,8 +41,6 @@ REDIS_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15), maximum_attempts=5,
     non_retryable_error_types=["SecretsError", "AuthFailed", "HostKeyChanged"],
 )
-# Activities heartbeat while they wait: a worker that dies mid-activity is noticed this fast.
-HEARTBEAT = timedelta(seconds=20)
 
 
 def rolled_fields(spec: RedisCluster) -> tuple:
@@ -132,7 +130,6 @@ class RedisReconcile:
             RedisStatusInput(target=self.target(members), wait_healthy=wait, member=member,
                              timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=30),
-            heartbeat_timeout=HEARTBEAT,
             retry_policy=REDIS_RETRY,
             summary=("health gate" + (f" of {member}" if member else "")) if wait else "redis status",
         )
@@ -146,7 +143,6 @@ class RedisReconcile:
             redis_attach,
             AttachInput(target=self.target(members), names=names, first=first, params=self.params()),
             start_to_close_timeout=timedelta(minutes=3),
-            heartbeat_timeout=HEARTBEAT,
             retry_policy=REDIS_RETRY,
             summary=f"replicate and watch: {', '.join(names)}",
         )
@@ -158,7 +154,6 @@ class RedisReconcile:
             FailoverInput(target=self.target(), away_from=away_from, pause_ms=self.params().down_after_ms // 2,
                           timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(minutes=2),
-            heartbeat_timeout=HEARTBEAT,
             retry_policy=REDIS_RETRY,
             summary=f"failover away from {away_from}",
         )
@@ -171,7 +166,6 @@ class RedisReconcile:
             SentinelsInput(target=self.target(), params=self.params(),
                            timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT * 2,
-            heartbeat_timeout=HEARTBEAT,
             retry_policy=REDIS_RETRY,
             summary="sentinels",
         )

@@ -91,12 +91,25 @@ def kubectl(argv: list[str]) -> int:
         return _drain(c, pos[1], flags)
     if verb == "delete" and len(pos) >= 3 and pos[1] in ("node", "nodes", "no"):
         for n in pos[2:]:
-            _node_call(c, "DELETE", n)
+            try:
+                _node_call(c, "DELETE", n)
+            except Fail:
+                if flag(flags, "--ignore-not-found") in ("", "true") and not _exists(c, n):
+                    continue  # kubectl prints nothing for a node that is not there
+                raise
             out(f'node "{n}" deleted')
         return 0
     if verb == "apply":
         return _apply(c, flags)
     raise Fail(f"{STANDIN}: kubectl {' '.join(pos[:3])} is not supported by the stand-in", 3)
+
+
+def _exists(c: Cluster, name: str) -> bool:
+    try:
+        c.call("GET", "/api/v1/nodes/" + name)
+        return True
+    except ApiError:
+        return False
 
 
 def _node_call(c: Cluster, method: str, name: str, body: dict | None = None) -> dict:
