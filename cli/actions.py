@@ -1,4 +1,4 @@
-"""backup, backups, restore: a kind's own actions, sent to the cluster workflow as its `action`
+"""backup, backups, restore, rotate-ca: a kind's own actions, sent to the cluster workflow as its `action`
 update (the kind refuses what does not apply, in one line). Nothing here names a kind."""
 
 import getpass
@@ -53,3 +53,11 @@ def restore(cluster: ClusterArg,
     """Put the cluster's data back as it was in a backup: every member is stopped and restored from
     it, then started; data written after the backup is gone. Waits until it is done."""
     console.print(send_action(cluster, "restore", {"from": backup_id}).message, highlight=False)
+
+
+def rotate_ca(cluster: ClusterArg) -> None:
+    """Replace the cluster's CA without downtime: members trust the old and a new CA, their and the
+    client bundle's certificates are issued from the new one, then the old one is dropped (three
+    rolls, one member at a time). Clients re-read the client bundle secret to follow. Waits until
+    it is done."""
+    console.print(send_action(cluster, "rotate-ca").message, highlight=False)

@@ -6,6 +6,7 @@ secret files. Errors are one line naming the cluster, never a secret value.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import yaml
@@ -41,9 +42,33 @@ from orbiter.models.secrets import SecretsError, seal
 from orbiter.worker.masterkey import load_master_key
 
 
-def _ensure_certs(input: EnsureCertsInput) -> tuple[dict[str, bytes], dict[str, str]]:
+def trusted(ca_doc: dict) -> bytes:
+    """What members and clients trust: the CA, and during a rotation the other one too."""
+    # oldest first, so the switch from old-and-next to previous-and-new changes no byte of it
+    certs = [str(ca_doc.get("previous", "")), str(ca_doc["cert"]), str((ca_doc.get("next") or {}).get("cert", ""))]
+    return "".join(c for c in certs if c).encode()
+
+
+def digest(bundle: bytes) -> str:
+    return hashlib.sha256(bundle).hexdigest()[:16]
+
+
+def _rotate(cluster: str, ca_doc: dict, step: str) -> dict | None:
+    """The CA document after one step of a rotation; None when there is nothing to do (done already)."""
+    if step == "add-next" and not ca_doc.get("next") and not ca_doc.get("previous"):
+        ca, key = new_ca(f"{cluster} etcd CA")
+        return {**ca_doc, "next": {"cert": pem(ca).decode(), "key": key_pem(key).decode()}}
+    if step == "switch" and ca_doc.get("next"):
+        return {"cert": ca_doc["next"]["cert"], "key": ca_doc["next"]["key"], "previous": ca_doc["cert"]}
+    if step == "drop-previous" and ca_doc.get("previous"):
+        return {"cert": ca_doc["cert"], "key": ca_doc["key"]}
+    return None
+
+
+def _ensure_certs(input: EnsureCertsInput,
+                  digests: dict[str, str]) -> tuple[dict[str, bytes], dict[str, str]]:
     """The secrets to create or replace, as plain values (sealed by the caller), and each member
-    certificate's expiry."""
+    certificate's expiry; `digests` gets the trusted CAs' digests before and after."""
     cluster = input.cluster
     master = load_master_key()
     have = SecretReader(input.secrets, master)
@@ -57,10 +82,18 @@ def _ensure_certs(input: EnsureCertsInput) -> tuple[dict[str, bytes], dict[str, 
     ca_key = load_key(str(ca_doc.get("key", "")).encode())
     if ca is None or ca_key is None or ca.public_key() != ca_key.public_key():
         ca, ca_key = new_ca(f"{cluster} etcd CA")
-        out[ca_secret(cluster)] = yaml.safe_dump({"cert": pem(ca).decode(), "key": key_pem(ca_key).decode()}).encode()
-    ca_pem = pem(ca)
-    if have.get(ca_cert_secret(cluster)) != ca_pem:
+        ca_doc = {"cert": pem(ca).decode(), "key": key_pem(ca_key).decode()}
+        out[ca_secret(cluster)] = yaml.safe_dump(ca_doc).encode()
+    trust_before = have.get(ca_cert_secret(cluster))
+    if (step := _rotate(cluster, ca_doc, input.ca_step)) is not None:
+        ca_doc = step
+        out[ca_secret(cluster)] = yaml.safe_dump(ca_doc).encode()
+        ca, ca_key = load_cert(str(ca_doc["cert"])), load_key(str(ca_doc["key"]).encode())
+        assert ca is not None and ca_key is not None
+    ca_pem = trusted(ca_doc)
+    if trust_before != ca_pem:
         out[ca_cert_secret(cluster)] = ca_pem
+    digests["before"], digests["after"] = digest(trust_before or ca_pem), digest(ca_pem)
 
     for member in input.members:
         sans = member_sans(member.name, member.ip)
@@ -100,10 +133,11 @@ def _ensure_certs(input: EnsureCertsInput) -> tuple[dict[str, bytes], dict[str, 
 def ensure_etcd_certs(input: EnsureCertsInput) -> EnsureCertsResult:
     """Create what is missing of the cluster's CA, member certificates and user bundle; idempotent."""
     try:
-        values, expiry = _ensure_certs(input)
+        digests: dict[str, str] = {}
+        values, expiry = _ensure_certs(input, digests)
         master = load_master_key()
         return EnsureCertsResult(sealed_secrets={n: seal(master, n, v) for n, v in sorted(values.items())},
-                                 expiry=expiry)
+                                 expiry=expiry, trust_before=digests["before"], trust=digests["after"])
     except SecretsError as err:
         raise ApplicationError(
             f"etcd cluster {input.cluster}: {err}", type="SecretsError", non_retryable=True

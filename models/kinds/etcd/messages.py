@@ -13,7 +13,7 @@ CONFIG_FILE = "/etc/default/etcd"
 
 
 def ca_secret(cluster: str) -> str:
-    return f"{cluster}_etcd_ca"  # YAML: {cert, key} PEM
+    return f"{cluster}_etcd_ca"  # YAML: {cert, key} PEM; during `orbiter rotate-ca` also next: {cert, key} or previous
 
 
 def member_cert_secret(cluster: str, member: str) -> str:
@@ -32,6 +32,12 @@ def client_bundle_secret(cluster: str) -> str:
     return f"{cluster}_etcd_client"  # YAML: {endpoints, ca, cert, key} for etcdctl users
 
 
+# orbiter rotate-ca, in order: a new CA trusted next to the old one; leaves issued from the new one
+# (the old one still trusted); the old one dropped. Each is a no-op once done, so a retry repeats none.
+CaStep = Literal["", "add-next", "switch", "drop-previous"]
+CA_STEPS: tuple[CaStep, ...] = ("add-next", "switch", "drop-previous")
+
+
 class MemberAddress(Model):
     name: str
     ip: str
@@ -44,11 +50,14 @@ class EnsureCertsInput(Model):
     secrets: SecretsRef
     validity_seconds: float | None = None  # of new leaves; None: pki's default
     renew_before_seconds: float | None = None  # a leaf this close to expiry is issued again
+    ca_step: CaStep = ""  # a step of `orbiter rotate-ca`; "" keeps the CAs as they are
 
 
 class EnsureCertsResult(Model):
     sealed_secrets: dict[str, str] = {}  # only what was created or changed
     expiry: dict[str, str] = {}  # member -> its certificate's notAfter (ISO 8601, UTC)
+    trust_before: str | None = None  # digest of the CAs members trusted before this call (public certificates)
+    trust: str | None = None  # and after it: a member still on another one needs a restart
 
 
 class EtcdTarget(Model):

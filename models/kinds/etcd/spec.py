@@ -12,6 +12,7 @@ from orbiter.models.providers import ProviderSpec
 from orbiter.models.updates import VersionChoice, one_step
 
 from . import versions
+from .messages import CaStep
 
 ROLE = "member"
 
@@ -109,6 +110,7 @@ class EtcdMember(MemberBase):
     initial_state: Literal["new", "existing"] | None = None
     cert_expiry: str | None = None  # of the member certificate issued last
     cert_applied: str | None = None  # of the one the member was last converged with
+    trust_applied: str | None = None  # digest of the CAs it trusted when last converged (None: not tracked yet)
 
 
 class PendingBackup(Model):
@@ -143,3 +145,6 @@ class EtcdState(KindState):
     latest_backup: BackupInfo | None = None
     restores: int = 0  # the counter restore ids are made from
     restore: PendingRestore | None = None
+    trust: str | None = None  # digest of the CAs members are to trust (see activities/kinds/etcd/certs.py)
+    ca_rotation: CaStep | None = None  # the step of `orbiter rotate-ca` under way
+    ca_rotations: int = 0  # finished rotations (`orbiter rotate-ca` waits for the count to grow)

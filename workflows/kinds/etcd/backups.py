@@ -102,7 +102,7 @@ def refuse(state: ClusterState, input: ActionInput) -> str | None:
     """Why an action cannot start now, in one line (the update's validator)."""
     desired = state.desired
     if input.action not in ("backup", "backups", "restore"):
-        return f"etcd clusters take the actions backup, backups, restore; not {input.action}"
+        return f"etcd clusters take the actions backup, backups, restore, rotate-ca; not {input.action}"
     if desired is None or desired.spec.destroyed:
         return "the cluster has no desired state to act on"
     if desired.backup_store is None or desired.spec.backup_policy() is None:

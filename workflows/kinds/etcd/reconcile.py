@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.duration import parse_duration
     from orbiter.models.kinds.etcd import KIND, config
     from orbiter.models.kinds.etcd.messages import (
+        CaStep,
         EnsureCertsInput,
         EtcdStatusInput,
         EtcdStatusResult,
@@ -87,7 +88,7 @@ class EtcdReconcile:
     def new_member(self, name: str) -> EtcdMember:
         return EtcdMember(name=name, provider=self.provider, pool=self.pool, role=ROLE)
 
-    async def certs(self) -> None:
+    async def certs(self, ca_step: CaStep = "") -> None:
         if not self.spec.tls:
             return
         policy = self.spec.certificates
@@ -100,6 +101,7 @@ class EtcdReconcile:
                 secrets=self.ctx.desired.secrets,
                 validity_seconds=parse_duration(policy.validity).total_seconds() if policy else None,
                 renew_before_seconds=parse_duration(policy.renew_before).total_seconds() if policy else None,
+                ca_step=ca_step,
             ),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=ETCD_RETRY,
@@ -109,6 +111,9 @@ class EtcdReconcile:
             m.cert_expiry = result.expiry.get(m.name, m.cert_expiry)
             # A member from before expiries were kept runs the certificate it has: nothing to roll.
             m.cert_applied = m.cert_applied or m.cert_expiry
+            if m.trust_applied is None and m.spec_digest is not None:  # running since before CAs were tracked
+                m.trust_applied = result.trust_before
+        self.kind.trust = result.trust or self.kind.trust
         if result.sealed_secrets:
             self.ctx.add_secrets(result.sealed_secrets)
             await self.ctx.report()
@@ -131,10 +136,12 @@ class EtcdReconcile:
         await self.fleet.converge(specs, parallel)
         for m in members:
             m.spec_digest, m.cert_applied = spec_digest(specs[m.name]), m.cert_expiry
+            m.trust_applied = self.kind.trust
 
     async def roll(self, member: EtcdMember) -> None:
         """One member to its spec, then a health gate before the next may go."""
-        if spec_digest(self.node_spec(member)) == member.spec_digest and member.cert_applied == member.cert_expiry:
+        if (spec_digest(self.node_spec(member)) == member.spec_digest and member.cert_applied == member.cert_expiry
+                and member.trust_applied == self.kind.trust):
             return
         await self.converge([member])
         await self.status(wait=True, expect=len(self.members))
