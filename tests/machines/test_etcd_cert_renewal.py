@@ -23,6 +23,8 @@ from ..conftest import GitRepo
 from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, stop_orb, wait_cluster
 from ..support.flows import takeoff, wait_for
 from ..support.net import subnet
+from ..workflows.test_replay import RECORD
+from ..workflows.test_replay import _save as save_history
 from .test_etcd_crash import gitops_id
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
@@ -96,6 +98,8 @@ async def test_certificates_renew_before_expiry_and_the_ca_rotates(client, worke
             await wait_for(lambda: datetime.now(UTC) > max(issued.values()), timeout=max(wait, 1) + 10, interval=1)
             ops = loop.ops
             await wait_for(lambda: loop.ops > ops + 5, timeout=60, what="client rounds after the expiry")
+            if RECORD:  # renewal and rotation for the determinism guard (tests/workflows/test_replay.py)
+                await save_history(client, "cluster_etcd_certs_rotate_ca", f"cluster/{orb}/meta", "ClusterWorkflow")
         finally:
             loop.stop.set()
             if loop.thread.is_alive():
