@@ -119,6 +119,7 @@ def issue(
     cn: str,
     sans: list[x509.GeneralName],
     usages: list[x509.ObjectIdentifier],
+    validity: datetime.timedelta | None = None,
 ) -> x509.Certificate:
     now = utcnow()
     builder = (
@@ -128,7 +129,7 @@ def issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
+        .not_valid_after(now + (validity or datetime.timedelta(days=LEAF_DAYS)))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -172,6 +173,7 @@ def leaf_ok(
     key: ec.EllipticCurvePrivateKey | None,
     ca: x509.Certificate,
     sans: list[x509.GeneralName] | None,
+    renew_before: datetime.timedelta = RENEW_BEFORE,
 ) -> bool:
     """Whether an existing leaf can stay: signed by this CA, for this key, not near expiry, same SANs."""
     if cert is None or key is None:
@@ -180,7 +182,7 @@ def leaf_ok(
         cert.verify_directly_issued_by(ca)
     except (InvalidSignature, ValueError, TypeError):
         return False
-    if cert.public_key() != key.public_key() or cert.not_valid_after_utc - utcnow() < RENEW_BEFORE:
+    if cert.public_key() != key.public_key() or cert.not_valid_after_utc - utcnow() < renew_before:
         return False
     if sans is None:
         return True

@@ -93,6 +93,10 @@ class Remote:
             return r.stdout
         raise ApplicationError(f"{self.where()}: {what}: connection lost twice", type="Unreachable")
 
+    def connected(self) -> SshSession:
+        """The session (opened on the first machine that answers), for callers that stream."""
+        return self.session or self._connect()
+
     def exists(self, path: str, error_type: str) -> bool:
         return self.run(f"test -e {shlex.quote(path)} && echo yes || echo no", f"test {path}",
                         error_type).strip() == "yes"

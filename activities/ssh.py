@@ -234,6 +234,12 @@ class SshSession:
         )
         self.run(script, stdin=content, check=True, timeout=max(60.0, len(content) / 1e6))
 
+    def exec_channel(self, command: str) -> paramiko.Channel:
+        """A channel running `command` (as root), for callers that stream (activities/sshstream.py)."""
+        chan = self._transport.open_session(timeout=30)
+        chan.exec_command(self._wrap(command))
+        return chan
+
 
 def connect(
     machine: Machine,

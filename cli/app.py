@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from . import clusters, gitops, history, machines, receiver, repo, secret, server
+from . import actions, clusters, gitops, history, machines, receiver, repo, secret, server
 from .codec import codec_server
 
 app = typer.Typer(
@@ -49,6 +49,10 @@ app.command()(clusters.approve)
 app.command()(clusters.reject)
 app.command(name="apply-now")(clusters.apply_now)
 app.command()(history.history)
+app.command()(actions.backup)
+app.command()(actions.backups)
+app.command()(actions.restore)
+app.command(name="rotate-ca")(actions.rotate_ca)
 app.command()(receiver.receiver)
 app.command()(repo.init)
 app.command()(repo.plan)

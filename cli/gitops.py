@@ -183,6 +183,33 @@ def print_change_control(name: str, c: ClusterStatus) -> None:
                       f" at {c.override.at}", highlight=False)
 
 
+def print_data_care(name: str, c: ClusterStatus) -> None:
+    """Database sizes, alarms, certificate expiry, the latest backup and restore, where a kind
+    reports them."""
+    for warning in c.warnings:
+        console.print(f"[yellow]{name}: warning: {warning}[/]", highlight=False)
+    sized = [n for n in c.nodes if n.db_size is not None]
+    if sized:
+        console.print(f"{name}: database " + ", ".join(
+            f"{n.machine} {n.db_size} bytes ({n.db_size_in_use if n.db_size_in_use is not None else '?'} in use)"
+            for n in sized), highlight=False)
+    for n in c.nodes:
+        if n.alarms:
+            console.print(f"[red]{name}: alarm {', '.join(n.alarms)} on {n.machine}[/]", highlight=False)
+    expiring = sorted((n.cert_expiry, n.machine) for n in c.nodes if n.cert_expiry)
+    if expiring:
+        console.print(f"{name}: first certificate to expire: {expiring[0][1]} at {expiring[0][0]}", highlight=False)
+    if c.backup is not None:
+        b = c.backup
+        console.print(f"{name}: latest backup {b.id} (revision {b.revision}, {b.size} bytes, {b.taken_at},"
+                      f" {b.reason})", highlight=False)
+    if c.restore is not None:
+        r = c.restore
+        state = f"done {r.ended}" if r.ended else "running"
+        console.print(f"{name}: restored from {r.id} (revision {r.revision}) by {r.by or '-'}: {state}",
+                      highlight=False)
+
+
 def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None = None) -> None:
     progress = progress or {}
     if output == Output.json:
@@ -205,6 +232,7 @@ def print_status(orb: OrbStatus, output: Output, progress: dict[str, str] | None
     print_updates(orb)
     for name, c in sorted(orb.clusters.items()):
         print_change_control(name, c)
+        print_data_care(name, c)
     for name, c in sorted(orb.clusters.items()):
         if not c.nodes:
             continue

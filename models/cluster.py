@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from .backups import BackupStoreSpec
 from .base import Model
 from .change import ChangeControl
 from .current import ClusterStatus, Phase
@@ -30,6 +31,7 @@ class DesiredUpdate(Model):
     max_parallel: int = 10
     control: ChangeControl = ChangeControl()  # approval and maintenance windows in force for the cluster
     notify: list[Sink] = []
+    backup_store: BackupStoreSpec | None = None  # the orb's spec.backupStore
     os_updates: OsUpdates | None = None  # the cluster's osUpdates, else the orb's
 
 
@@ -62,6 +64,7 @@ class ClusterState(Model):
     node_generations: dict[str, int] = {}
     drift: dict[str, list[Change]] = {}  # machine -> what its agent last put back by itself
     commands: list[MachineCommand] = []
+    requests: list[str] = []  # a kind's actions waiting for the next reconcile ("restore ID"), planned like commands
     kind: AnyKindState | None = None
     notices: int = 0  # notifications made so far: the next one's number, part of its delivery id
 

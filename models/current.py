@@ -5,6 +5,7 @@ from typing import Literal
 import yaml
 from pydantic import Field
 
+from .backups import BackupInfo, RestoreRecord
 from .base import Model
 from .change import ApprovalStatus, ChangeRecord, Override
 from .nodespec import Change, UnitState
@@ -38,6 +39,9 @@ class NodeStatus(Model):
     healthy: bool | None = None
     leader: bool | None = None
     db_size: int | None = Field(None, alias="dbSize")
+    db_size_in_use: int | None = Field(None, alias="dbSizeInUse")
+    alarms: list[str] = []  # a kind's alarms on the member (etcd: NOSPACE, CORRUPT)
+    cert_expiry: str | None = Field(None, alias="certExpiry")  # the member certificate's notAfter
     error: str | None = None
     drift: list[Change] = []
     units: dict[str, UnitState] = {}
@@ -63,6 +67,9 @@ class ClusterStatus(Model):
     override: Override | None = None  # the last `orbiter apply-now`
     history: list[ChangeRecord] = []  # the latest reconciles, newest last (git log of current.yml has all)
     nodes: list[NodeStatus] = []
+    warnings: list[str] = []  # about the desired spec (a version with a known bug)
+    backup: BackupInfo | None = None  # the latest backup of the cluster's data
+    restore: RestoreRecord | None = None  # the latest restore
     updates: UpdatesStatus | None = None  # versions the package source offers, and what orbiter did about them
 
 
@@ -110,10 +117,15 @@ class OrbStatus(Model):
                     "desiredCommit": c.desired_commit,
                     "approval": c.approval.model_dump(mode="json") if c.approval else None,
                     "override": c.override.model_dump(mode="json") if c.override else None,
+                    "warnings": c.warnings,
+                    "backup": c.backup.model_dump(mode="json", exclude_none=True) if c.backup else None,
+                    "restore": c.restore.model_dump(mode="json", exclude_none=True) if c.restore else None,
                     "updates": c.updates.model_dump(mode="json", exclude={"offered"}) if c.updates else None,
                     "nodes": [
                         {"machine": n.machine, "ip": n.ip, "role": n.role, "version": n.version, "ready": n.ready,
-                         "upgradable": n.upgradable or [], "rebootRequired": bool(n.reboot_required)}
+                         "dbSize": n.db_size, "dbSizeInUse": n.db_size_in_use, "alarms": n.alarms,
+                         "certExpiry": n.cert_expiry, "upgradable": n.upgradable or [],
+                         "rebootRequired": bool(n.reboot_required)}
                         for n in c.nodes
                     ],
                 }

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictInt, StrictStr
 
+from .backups import BackupStoreSpec
 from .base import Spec
 from .change import Approval, ChangeControl, Maintenance
 from .duration import Duration
@@ -40,6 +41,7 @@ class OrbSpec(Spec):
     maintenance: Maintenance | None = None
     notify: list[Sink] = []
     receiver: Receiver | None = None
+    backup_store: BackupStoreSpec | None = Field(None, alias="backupStore")  # where clusters' backups go
     os_updates: OsUpdates | None = Field(None, alias="osUpdates")  # every cluster's unless it sets its own
     orbiter: OrbiterUpdates | None = None  # the versions of orbiter itself (`orbiter worker --self-update`)
 
@@ -111,4 +113,8 @@ def check_references(orb: Orb) -> list[Reference]:
                 errors.append(Reference(at + problem.path, problem.message))
         errors += [Reference(("spec", "clusters", cname) + p.path, p.message)
                    for p in cluster.problems(cluster_providers(orb, cluster))]
+        if cluster.backup_policy() is not None and spec.backup_store is None:
+            errors.append(Reference(("spec", "clusters", cname, "backup"),
+                                    "backups need a store: add spec.backupStore"
+                                    " (e.g. {kind: dir, path: /var/lib/orbiter/backups})"))
     return errors

@@ -177,3 +177,9 @@ def merge_sealed(master_key: bytes, text: str | None, sealed: dict[str, str]) ->
             continue
         secrets.secrets[name] = box.encrypt(name, plain)
     return secrets.to_yaml()
+
+
+def derive_backup_key(master_key: bytes) -> bytes:
+    """The key backups are encrypted with: fixed salt, so any worker with the master key (and the
+    CLI, for a restore by hand) opens a backup another one took."""
+    return _derive(master_key, b"orbiter-backup-v1", 2**14, 8, 1)

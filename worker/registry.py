@@ -7,7 +7,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from orbiter.activities import git, gitupdate, loadbalancers, machines, node, notify, updates
+from orbiter.activities import backups, git, gitupdate, loadbalancers, machines, node, notify, updates
 from orbiter.activities.temporal_ops import TemporalOps
 from orbiter.models.kinds import KINDS
 from orbiter.workflows.cluster import ClusterWorkflow
@@ -30,6 +30,6 @@ def kind_activities() -> list[Callable[..., Any]]:
 def activities(client: Client) -> list[Callable[..., Any]]:
     return [
         git.poll_remote, git.read_desired, git.write_back, TemporalOps(client).signal_cluster, notify.deliver_notice,
-        *machines.ACTIVITIES, *loadbalancers.ACTIVITIES, *node.ACTIVITIES, *updates.ACTIVITIES,
-        *gitupdate.ACTIVITIES, *kind_activities(),
+        *machines.ACTIVITIES, *loadbalancers.ACTIVITIES, *node.ACTIVITIES, *backups.ACTIVITIES,
+        *updates.ACTIVITIES, *gitupdate.ACTIVITIES, *kind_activities(),
     ]

@@ -8,7 +8,6 @@ silently. The kind's runbook is found in the registry (models/kinds): nothing he
 """
 
 import asyncio
-from importlib import import_module
 from typing import NoReturn
 
 from temporalio import workflow
@@ -31,12 +30,13 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.kinds import KINDS, Refused, View
     from orbiter.models.node import NodeReport
 
+from .actions import ActionInput, ActionResult, check_action, run_action
 from .context import Blocked, ClusterContext
 from .details import current_details, notice_for
 from .gates import ChangeGates, GateHooks, PlanRejected, Superseded, now_iso
 from .members import add_command, command_refused, find_members, sync_nodes
 from .notify import Notifier
-from .runbook import Runbook
+from .runbooks import RUNBOOKS
 from .updates import UpdateChecks, UpdateHooks, note_os_facts
 from .watch import wait_for_work
 
@@ -45,18 +45,10 @@ UPDATE_CHECK_PATCH = "update-check"  # the idle wait runs update checks (workflo
 HISTORY_KEPT = 10  # reconciles in current.yml; its git history holds every one
 
 
-def _runbook(path: str) -> Runbook:
-    module, _, name = path.partition(":")
-    return getattr(import_module(module), name)()
-
-
-RUNBOOKS: dict[str, Runbook] = {name: _runbook(kind.runbook) for name, kind in KINDS.items()}
-
-
 def view_of(orb: str, cluster: str, state: ClusterState, desired: DesiredUpdate) -> View:
     """What the runbook plans from: the same fields current.yml has (see `orbiter plan`)."""
     return View(orb=orb, cluster=cluster, spec=desired.spec, applied=state.applied, nodes=state.status.nodes,
-                providers=desired.providers, commands=[str(c) for c in state.commands],
+                providers=desired.providers, commands=[str(c) for c in state.commands] + state.requests,
                 max_parallel=desired.max_parallel, os_updates=desired.os_updates)
 
 
@@ -95,6 +87,7 @@ class ClusterWorkflow:
             self.state.retry_requested = False
             self.state.status.kind = desired.spec.kind
             self.state.status.desired_commit = desired.commit
+            self.state.status.warnings = desired.spec.warnings()
             self.state.status.error = None
             record = self._record(ChangeRecord(commit=desired.commit, subject=desired.subject, started=now_iso()))
             await self._set_phase(self._working_phase())
@@ -397,3 +390,11 @@ class ClusterWorkflow:
     @workflow.query
     def status(self) -> ClusterStatus:
         return self.state.status
+
+    @workflow.update(name="action")
+    async def action_update(self, input: ActionInput) -> ActionResult:
+        return await run_action(self.input.orb, self.input.cluster, self.state, RUNBOOKS, self.report, input)
+
+    @action_update.validator
+    def _validate_action(self, input: ActionInput) -> None:
+        check_action(self.state, RUNBOOKS, input)  # a kind's own action (`orbiter backup`), or one line why not

@@ -215,6 +215,7 @@ class GitOpsWorkflow:
             control=change_control(orb, cluster),
             notify=orb.spec.notify,
             subject=self.state.desired_subject,
+            backup_store=orb.spec.backup_store,
             os_updates=os_updates(orb, cluster),
         )
         try:

@@ -10,7 +10,7 @@ from orbiter.models.desired import Orb, cluster_providers, os_updates
 from orbiter.models.kinds import PlannedStep, Refused, View
 from orbiter.models.load import DesiredStateError, load_desired
 
-from .cluster import RUNBOOKS
+from .runbooks import RUNBOOKS
 
 
 class ClusterPlan(Model):

@@ -28,4 +28,12 @@ PATCHES: tuple[Patch, ...] = (
         removable_after="every cluster workflow started before it has continued as new on a worker that has it (one"
                         " reconcile or a continue-as-new suggestion after the upgrade); then deprecate_patch",
     ),
+    Patch(
+        id="etcd-space-watch",
+        why="a Ready etcd cluster looks for alarms (NOSPACE) and unhealthy members every driftInterval on a"
+            " timer; histories recorded before it rested without one",
+        added_in="0.2.x (etcd day two, issue 13)",
+        removable_after="every etcd cluster workflow started before it has continued as new on a worker that has it;"
+                        " then deprecate_patch",
+    ),
 )

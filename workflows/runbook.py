@@ -9,12 +9,15 @@ the same words (k0sctl's phases, Cluster API's decision list).
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from orbiter.models.actions import ActionInput, ActionResult
     from orbiter.models.change import GateClass
+    from orbiter.models.cluster import ClusterState
     from orbiter.models.kinds import PlannedStep, View
 
 from .context import ClusterContext
@@ -77,3 +80,20 @@ class Runbook(ABC, Generic[R]):
             await ctx.step(item.name)
             await steps[item.step].run(r, item)
             ctx.state.status.done.append(item.name)
+
+    def refuse_action(self, state: ClusterState, input: ActionInput) -> str | None:
+        """Why the kind cannot take an operator's action (`orbiter backup`) now; kinds that offer
+        actions override this and `act`."""
+        return f"{state.status.kind} clusters take no action {input.action}"
+
+    async def act(self, ctx: ClusterContext, input: ActionInput) -> ActionResult:
+        """Do an action `refuse_action` let through; its answer goes back to the CLI."""
+        raise NotImplementedError
+
+    def next_chore(self, state: ClusterState) -> datetime | None:
+        """When the kind's next periodic chore (a scheduled backup) is due for a Ready cluster;
+        None: it has none. The idle wait (workflows/watch.py) sleeps until then."""
+        return None
+
+    async def chore(self, ctx: ClusterContext) -> None:
+        """Do the chores that are due; failures are logged, and the next period tries again."""

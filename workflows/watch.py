@@ -1,6 +1,7 @@
 """What a cluster does between reconciles, while it waits for a commit, a retry or a pause:
 
 - update checks fall due (`updates.check`, workflows/updates.py);
+- a kind's chores run on their schedule (an etcd backup every `backup.every`, a look for alarms);
 - a Ready cluster of a kind whose topology changes without orbiter (Sentinel failing a Redis
   primary over) is observed again every driftInterval, so current.yml follows it. Watching
   observes only: no step runs, the phase stays, no gate is asked.
@@ -16,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.cluster import ClusterState
     from orbiter.models.errors import error_line
 
-from .context import ClusterContext
+from .context import Blocked, ClusterContext
 from .runbook import Runbook
 from .updates import UpdateChecks
 
@@ -25,7 +26,9 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
                         work_pending: Callable[[], bool], report: Callable[[], Awaitable[None]],
                         updates: UpdateChecks | None) -> bool:
     """Until a commit, a retry or a pause needs a reconcile (True); False when the history asks
-    to continue as new first."""
+    to continue as new first. Meanwhile, by durable timers: update checks fall due, a watching kind
+    observes a Ready cluster every driftInterval, and a kind's chores run on their schedule (a
+    backup every 6h)."""
     if updates is None:
         return await _watch_only(orb, cluster, state, runbooks, work_pending, report)
     next_watch: timedelta | None = None  # since the wait began, by workflow time
@@ -33,13 +36,17 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
     while not work_pending():
         desired = state.desired
         runbook = runbooks.get(desired.spec.kind) if desired else None
-        watching = desired is not None and runbook is not None and runbook.watches and state.status.phase == "Ready"
+        ready = desired is not None and runbook is not None and state.status.phase == "Ready"
+        watching = ready and runbook is not None and runbook.watches
         if watching and next_watch is None:
             assert desired is not None
             next_watch = timedelta(seconds=desired.drift_interval_seconds)
         watch_in = next_watch - (workflow.now() - began) if watching and next_watch is not None else None
-        check_in = updates.due_in() if updates is not None else None
-        waits = [w for w in (watch_in, check_in) if w is not None]
+        chore_at = runbook.next_chore(state) if ready and runbook is not None else None
+        # at least a second: a chore that failed is tried again, not in a busy loop
+        chore_in = max(chore_at - workflow.now(), timedelta(seconds=1)) if chore_at is not None else None
+        check_in = updates.due_in()
+        waits = [w for w in (watch_in, chore_in, check_in) if w is not None]
         if not waits:
             await workflow.wait_condition(work_pending)
             return True
@@ -49,10 +56,12 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
                 return True
             except TimeoutError:
                 pass
-        if updates is not None and check_in is not None and check_in <= min(waits):
+        if check_in is not None and check_in <= min(waits):
             await updates.run_due()
             if updates.rollover:
                 return False
+        elif runbook is not None and chore_in is not None and chore_in <= min(waits):
+            await _watch(orb, cluster, state, runbook, report, chore=True)
         elif runbook is not None and desired is not None and next_watch is not None:
             await _watch(orb, cluster, state, runbook, report)
             next_watch = (workflow.now() - began) + timedelta(seconds=desired.drift_interval_seconds)
@@ -68,20 +77,28 @@ async def _watch_only(orb: str, cluster: str, state: ClusterState, runbooks: dic
     while True:
         desired = state.desired
         runbook = runbooks.get(desired.spec.kind) if desired else None
-        if desired is None or runbook is None or not runbook.watches or state.status.phase != "Ready":
+        chore_at = runbook.next_chore(state) if runbook and state.status.phase == "Ready" else None
+        if desired is None or runbook is None or state.status.phase != "Ready" or (
+                not runbook.watches and chore_at is None):
             await workflow.wait_condition(work_pending)
             return True
+        waits = [timedelta(seconds=desired.drift_interval_seconds)] if runbook.watches else []
+        if chore_at is not None:
+            waits.append(max(chore_at - workflow.now(), timedelta(seconds=1)))
         try:
-            await workflow.wait_condition(work_pending, timeout=timedelta(seconds=desired.drift_interval_seconds))
+            await workflow.wait_condition(work_pending, timeout=min(waits))
             return True
         except TimeoutError:
-            await _watch(orb, cluster, state, runbook, report)
+            if chore_at is not None and workflow.now() >= chore_at:
+                await _watch(orb, cluster, state, runbook, report, chore=True)
+            else:
+                await _watch(orb, cluster, state, runbook, report)
         if workflow.info().is_continue_as_new_suggested():
             return False
 
 
 async def _watch(orb: str, cluster: str, state: ClusterState, runbook: Runbook,
-                 report: Callable[[], Awaitable[None]]) -> None:
+                 report: Callable[[], Awaitable[None]], chore: bool = False) -> None:
     assert state.desired is not None
     before = state.status.model_dump_json()
 
@@ -91,8 +108,9 @@ async def _watch(orb: str, cluster: str, state: ClusterState, runbook: Runbook,
     ctx = ClusterContext(orb=orb, name=cluster, state=state, desired=state.desired, step=quiet, gate=quiet,
                          report=quiet)
     try:
-        await runbook.watch(ctx)
-    except (ActivityError, ApplicationError) as err:
-        workflow.logger.info("cluster %s: watching failed: %s", cluster, error_line(err))
+        await (runbook.chore(ctx) if chore else runbook.watch(ctx))
+    except (ActivityError, ApplicationError, Blocked) as err:
+        workflow.logger.info("cluster %s: %s failed: %s", cluster, "a chore" if chore else "watching",
+                             error_line(err))
     if state.status.model_dump_json() != before:
         await report()

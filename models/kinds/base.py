@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
+from orbiter.models.backups import BackupPolicy
 from orbiter.models.base import Model, Spec
 from orbiter.models.change import Approval, GateClass, Maintenance
 from orbiter.models.current import NodeStatus
@@ -86,6 +87,14 @@ class KindSpec(Spec):
         """Files of the orb's repository the cluster reads besides desired.yml and secrets.yml (a
         CNI manifest): a commit that changes one is a change to apply."""
         return []
+
+    def warnings(self) -> list[str]:
+        """What `orbiter plan` and status warn about in this spec (a version with a known bug)."""
+        return []
+
+    def backup_policy(self) -> BackupPolicy | None:
+        """The cluster's `backup:` if its kind takes backups (they go to the orb's backupStore)."""
+        return None
 
     # -- version updates (models/updates.py): a kind without them reports none --------------------
     def current_version(self) -> str | None:

@@ -92,7 +92,8 @@ class Cluster:
         update = DesiredUpdate(commit=commit, subject=message, gitops_workflow_id=self.reports, spec=spec,
                                providers=cluster_providers(orb, spec), control=change_control(orb, spec),
                                secrets=SecretsRef(repo=ref, commit=commit, extra={**self.keys, **made}),
-                               drift_interval_seconds=timedelta(days=30).total_seconds())
+                               drift_interval_seconds=timedelta(days=30).total_seconds(),
+                               backup_store=orb.spec.backup_store)
         await self.handle.signal(ClusterWorkflow.desired, update)
         return commit
 

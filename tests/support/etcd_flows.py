@@ -91,6 +91,7 @@ class Etcdctl:
     def __init__(self, repo: GitRepo, cluster: str, workdir: Path) -> None:
         bundle = yaml.safe_load(read_secret(MASTER_KEY, repo.remote_file("secrets.yml"), client_bundle_secret(cluster)))
         self.endpoints = ",".join(bundle["endpoints"])
+        self.last_error = ""
         self.files = {}
         for part in ("ca", "cert", "key"):
             path = workdir / f"etcd-{part}.pem"
@@ -109,6 +110,7 @@ class Etcdctl:
             *args,
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={"ETCDCTL_API": "3"})
+        self.last_error = out.stderr
         if check and out.returncode != 0:
             raise AssertionError(f"etcdctl {' '.join(args)} failed: {out.stderr.strip()}")
         return out.stdout

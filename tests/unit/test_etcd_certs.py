@@ -154,3 +154,53 @@ def test_a_broken_member_certificate_is_issued_again(tmp_path: Path, repo: GitRe
     broken = {**first, name: seal(MASTER_KEY, name, b"not a certificate")}
     ref = SecretsRef(repo=ref.repo, commit=ref.commit, extra=broken)
     assert set(run(EnsureCertsInput(cluster=CLUSTER, members=MEMBERS, endpoints=ENDPOINTS, secrets=ref))) == {name}
+
+
+def test_rotate_ca_steps_trust_both_then_switch_then_drop_the_old_one(repo: GitRepo):
+    """`orbiter rotate-ca` in the activity: each step changes the CAs once and is a no-op when
+    repeated (a retry after a crash makes no third CA); leaves change only at the switch."""
+    repo.push({"README": "secrets live here\n"}, "init")
+    ref = SecretsRef(repo=RepoRef(url=repo.url), commit=repo.push({"x": "1\n"}))
+    sealed = run(EnsureCertsInput(cluster=CLUSTER, members=MEMBERS, endpoints=ENDPOINTS, secrets=ref))
+    old_ca = yaml.safe_load(values(sealed)[ca_secret(CLUSTER)])["cert"]
+    old_leaf = values(sealed)[member_cert_secret(CLUSTER, "meta-0")]
+
+    def step(name: str) -> tuple[dict[str, bytes], object]:
+        nonlocal sealed
+        result = ActivityEnvironment().run(ensure_etcd_certs, EnsureCertsInput(
+            cluster=CLUSTER, members=MEMBERS, endpoints=ENDPOINTS, ca_step=name,
+            secrets=SecretsRef(repo=ref.repo, commit=ref.commit, extra=sealed)))
+        sealed = {**sealed, **result.sealed_secrets}
+        return values(result.sealed_secrets), result
+
+    def bundle_ca() -> str:
+        return yaml.safe_load(values(sealed)[client_bundle_secret(CLUSTER)])["ca"]
+
+    # add-next: members and clients trust both; no leaf changes.
+    changed, result = step("add-next")
+    assert set(changed) == {ca_secret(CLUSTER), ca_cert_secret(CLUSTER), client_bundle_secret(CLUSTER)}
+    assert result.trust != result.trust_before
+    trusted = values(sealed)[ca_cert_secret(CLUSTER)].decode()
+    assert trusted.count("BEGIN CERTIFICATE") == 2 and trusted.startswith(old_ca) and bundle_ca() == trusted
+    new_ca = trusted.removeprefix(old_ca)
+    assert step("add-next")[0] == {}  # repeated: nothing new
+
+    # switch: every leaf and the client certificate from the new CA; both still trusted.
+    changed, result = step("switch")
+    assert {member_cert_secret(CLUSTER, m.name) for m in MEMBERS} <= set(changed)
+    assert result.trust == result.trust_before  # the same two CAs, the new one now signs
+    issuer = x509.load_pem_x509_certificate(new_ca.encode())
+    for m in MEMBERS:
+        x509.load_pem_x509_certificate(values(sealed)[member_cert_secret(CLUSTER, m.name)]).verify_directly_issued_by(
+            issuer)
+    client = yaml.safe_load(values(sealed)[client_bundle_secret(CLUSTER)])["cert"]
+    x509.load_pem_x509_certificate(client.encode()).verify_directly_issued_by(issuer)
+    assert values(sealed)[member_cert_secret(CLUSTER, "meta-0")] != old_leaf
+    assert step("switch")[0] == {}
+    assert step("add-next")[0] == {}  # a rotation under way starts no second one
+
+    # drop-previous: the new CA alone.
+    changed, result = step("drop-previous")
+    assert values(sealed)[ca_cert_secret(CLUSTER)].decode() == new_ca == bundle_ca()
+    assert not {member_cert_secret(CLUSTER, m.name) for m in MEMBERS} & set(changed)
+    assert step("drop-previous")[0] == {} and step("")[0] == {}

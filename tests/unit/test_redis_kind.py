@@ -21,7 +21,7 @@ from orbiter.models.kinds.redis.messages import (
 from orbiter.models.kinds.redis.spec import RedisCluster
 from orbiter.models.load import DesiredStateError, load_desired
 from orbiter.models.providers.local import LocalProvider
-from orbiter.workflows.cluster import RUNBOOKS
+from orbiter.workflows.runbooks import RUNBOOKS
 
 DESIRED = """\
 apiVersion: orbiter.dev/v1

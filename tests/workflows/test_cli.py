@@ -303,7 +303,7 @@ def test_missing_master_key_file_is_one_line_naming_the_path(tmp_path):
 
 STATUS_KEYS = {"orb", "commit", "rejected", "clusters", "orbiter"}
 CLUSTER_KEYS = {"name", "kind", "phase", "commit", "error", "step", "progress", "nodes", "desiredCommit", "approval",
-                "override", "updates"}
+                "override", "warnings", "backup", "restore", "updates"}
 PAUSED = DESIRED.replace("nodes: 3}", "nodes: 1}\n      paused: true")
 
 
@@ -334,7 +334,8 @@ async def test_takeoff_status_poke_and_rejected_commit(client, worker, repo: Git
     assert (meta["name"], meta["phase"], meta["error"]) == ("meta", "Paused", None)
     paused_kind = meta["kind"]
     for node in meta["nodes"]:
-        assert set(node) == {"machine", "ip", "role", "version", "ready"}
+        assert set(node) == {"machine", "ip", "role", "version", "ready", "dbSize", "dbSizeInUse", "alarms",
+                             "certExpiry"}
     table = await ainvoke("status", "--repo", repo.url)
     assert table.exit_code == 0 and "meta" in table.stdout and "Paused" in table.stdout
     only = await ainvoke("status", "meta", "--repo", repo.url, "-o", "json")
@@ -432,6 +433,10 @@ def test_status_json_shape_is_the_documented_one():
         "role": "member",
         "version": "3.4.23",
         "ready": True,
+        "dbSize": None,
+        "dbSizeInUse": None,
+        "alarms": [],
+        "certExpiry": None,
         "upgradable": [],
         "rebootRequired": False,
     }

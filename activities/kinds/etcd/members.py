@@ -20,7 +20,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from orbiter.activities.progress import heartbeat
+from orbiter.activities.progress import heartbeat, heartbeating
 from orbiter.activities.remote import Remote
 from orbiter.models.errors import one_line
 from orbiter.models.kinds.etcd.messages import (
@@ -41,6 +41,7 @@ ETCDCTL_TIMEOUT = 60.0
 _MARK = "@@orbiter-etcd "
 RECONFIG_WAIT = 30.0
 UNHEALTHY = "etcdserver: unhealthy cluster"
+_ALARMS = {1: "NOSPACE", 2: "CORRUPT", "NOSPACE": "NOSPACE", "CORRUPT": "CORRUPT"}
 
 
 def _etcdctl_error(stdout: str, stderr: str) -> str:
@@ -110,6 +111,7 @@ def _members(data: Any) -> list[EtcdMemberInfo]:
             peer_urls=m.get("peerURLs") or [],
             client_urls=m.get("clientURLs") or [],
             started=bool(m.get("name")),
+            learner=bool(m.get("isLearner")),
         )
         for m in (data or {}).get("members") or []
     ]
@@ -147,7 +149,8 @@ def _json_or_none(text: str) -> Any:
 def _observe(ctl: _Etcdctl) -> tuple[EtcdStatusResult, str]:
     """Members, per endpoint status and health in one round trip; also why it is not healthy."""
     script = ["set +e"]
-    for section, args in (("members", "member list"), ("status", "endpoint status"), ("health", "endpoint health")):
+    for section, args in (("members", "member list"), ("status", "endpoint status"), ("health", "endpoint health"),
+                          ("alarms", "alarm list")):
         script += [f"echo '{_MARK}{section}'", ctl.command(args) + " 2>/dev/null", f"echo '{_MARK}end' $?"]
     sections = _sections(ctl.run("\n".join(script)))
     status, members_text = sections.get("members", (1, ""))
@@ -169,7 +172,13 @@ def _observe(ctl: _Etcdctl) -> tuple[EtcdStatusResult, str]:
         endpoint_member[entry.get("Endpoint", "")] = m
         m.leader = _hex(st.get("leader", 0)) == mid
         m.db_size = st.get("dbSize")
+        m.db_size_in_use = st.get("dbSizeInUse")
         m.version = st.get("version")
+    for alarm in (_json_or_none(sections.get("alarms", (1, ""))[1]) or {}).get("alarms") or []:
+        m = by_id.get(_hex(alarm.get("memberID", 0)))
+        name = _ALARMS.get(alarm.get("alarm"), str(alarm.get("alarm")))
+        if m is not None and name not in m.alarms:
+            m.alarms.append(name)
     health = {
         h.get("endpoint", ""): bool(h.get("health")) for h in _json_or_none(sections.get("health", (1, ""))[1]) or []
     }
@@ -216,7 +225,9 @@ def etcd_status(input: EtcdStatusInput) -> EtcdStatusResult:
     """The cluster as etcd sees it; with wait_healthy, poll until healthy at the expected size."""
     target = input.target
     deadline = time.monotonic() + input.timeout_seconds
-    with _etcdctl(target) as ctl:
+    # Heartbeats from a side thread: one observation may wait on dial and command timeouts of
+    # members that are down (seconds each), longer than a heartbeat timeout.
+    with _etcdctl(target) as ctl, heartbeating("etcd status") as progress:
         while True:
             result, why = _observe(ctl)
             count_ok = input.expect_members is None or len(result.members) == input.expect_members
@@ -228,7 +239,7 @@ def etcd_status(input: EtcdStatusInput) -> EtcdStatusResult:
                 raise ApplicationError(
                     f"{ctl.where()}: not healthy after {input.timeout_seconds:g}s: {why}", type="EtcdUnhealthy"
                 )
-            heartbeat(why or "waiting")
+            progress(why or "waiting")
             time.sleep(POLL_SECONDS)
 
 
@@ -298,7 +309,8 @@ def etcd_member_add(input: MemberAddInput) -> MemberAddResult:
         if others := [m for m in members if not m.started]:
             raise _unstarted_error(ctl, others[0], "before adding another")
         heartbeat(f"adding {input.name}")
-        ctl.run(ctl.command(f"member add {q(input.name)} --peer-urls={q(input.peer_url)}"))
+        learner = " --learner" if input.learner else ""
+        ctl.run(ctl.command(f"member add {q(input.name)} --peer-urls={q(input.peer_url)}{learner}"))
         return False  # the next round lists the members with the new one
 
     with _etcdctl(input.target) as ctl:

@@ -1,5 +1,8 @@
 """Messages of the etcd activities: certificates and membership, observed with etcdctl."""
 
+from typing import Literal
+
+from orbiter.models.backups import BackupInfo, BackupStoreSpec
 from orbiter.models.base import Model
 from orbiter.models.machines import Machine
 from orbiter.models.refs import SecretsRef
@@ -10,7 +13,7 @@ CONFIG_FILE = "/etc/default/etcd"
 
 
 def ca_secret(cluster: str) -> str:
-    return f"{cluster}_etcd_ca"  # YAML: {cert, key} PEM
+    return f"{cluster}_etcd_ca"  # YAML: {cert, key} PEM; during `orbiter rotate-ca` also next: {cert, key} or previous
 
 
 def member_cert_secret(cluster: str, member: str) -> str:
@@ -29,6 +32,12 @@ def client_bundle_secret(cluster: str) -> str:
     return f"{cluster}_etcd_client"  # YAML: {endpoints, ca, cert, key} for etcdctl users
 
 
+# orbiter rotate-ca, in order: a new CA trusted next to the old one; leaves issued from the new one
+# (the old one still trusted); the old one dropped. Each is a no-op once done, so a retry repeats none.
+CaStep = Literal["", "add-next", "switch", "drop-previous"]
+CA_STEPS: tuple[CaStep, ...] = ("add-next", "switch", "drop-previous")
+
+
 class MemberAddress(Model):
     name: str
     ip: str
@@ -39,10 +48,16 @@ class EnsureCertsInput(Model):
     members: list[MemberAddress]  # every member that needs a certificate (new and existing)
     endpoints: list[str]  # client URLs for the user's bundle
     secrets: SecretsRef
+    validity_seconds: float | None = None  # of new leaves; None: pki's default
+    renew_before_seconds: float | None = None  # a leaf this close to expiry is issued again
+    ca_step: CaStep = ""  # a step of `orbiter rotate-ca`; "" keeps the CAs as they are
 
 
 class EnsureCertsResult(Model):
     sealed_secrets: dict[str, str] = {}  # only what was created or changed
+    expiry: dict[str, str] = {}  # member -> its certificate's notAfter (ISO 8601, UTC)
+    trust_before: str | None = None  # digest of the CAs members trusted before this call (public certificates)
+    trust: str | None = None  # and after it: a member still on another one needs a restart
 
 
 class EtcdTarget(Model):
@@ -61,9 +76,12 @@ class EtcdMemberInfo(Model):
     peer_urls: list[str] = []
     client_urls: list[str] = []
     started: bool = False
+    learner: bool = False
     healthy: bool | None = None
     leader: bool = False
     db_size: int | None = None
+    db_size_in_use: int | None = None
+    alarms: list[str] = []  # NOSPACE, CORRUPT
     version: str | None = None
 
 
@@ -95,6 +113,7 @@ class MemberAddInput(Model):
     target: EtcdTarget
     name: str
     peer_url: str
+    learner: bool = False  # a replacement joins as a learner: it counts for quorum only once promoted
 
 
 class MemberAddResult(Model):
@@ -105,3 +124,67 @@ class MemberRemoveInput(Model):
     target: EtcdTarget
     name: str
     peer_url: str  # a member added but never started has no name yet; its peer URL finds it
+
+
+class EtcdBackupInput(Model):
+    """Take backup `backup_id` (derived in the workflow, so a retry writes the same one) from a
+    healthy follower of `target`, into `store`, then keep the newest `keep`."""
+
+    target: EtcdTarget
+    store: BackupStoreSpec
+    orb: str
+    backup_id: str
+    reason: str
+    keep: int = 14
+
+
+class EtcdRestoreMemberInput(Model):
+    """Replace one member's data directory with backup `backup`, once per `restore_id` (a marker
+    in the restored directory says it is done)."""
+
+    cluster: str
+    orb: str
+    machine: Machine
+    secrets: SecretsRef
+    store: BackupStoreSpec
+    backup: BackupInfo
+    restore_id: str
+    name: str
+    peer_url: str
+    initial_cluster: str  # every member, "name=peerURL,...": the same names and URLs as before
+    token: str  # a new cluster token, so the restored cluster never mixes with the old one
+    version: str  # decides etcdctl (3.4) or etcdutl (3.5 and later)
+
+
+class EtcdRestoreMemberResult(Model):
+    restored: bool  # False: the marker showed this member restored already
+
+
+class EtcdUnitInput(Model):
+    """Stop or start etcd on members' machines (all at once: restored members start together)."""
+
+    cluster: str
+    machines: list[Machine]
+    secrets: SecretsRef
+    start: bool
+
+
+class EtcdSpaceInput(Model):
+    """One part of giving etcd its space back: `compact` the history up to the current revision,
+    `defrag` the one endpoint of `target`, or `disarm` the alarms."""
+
+    target: EtcdTarget
+    what: Literal["compact", "defrag", "disarm"]
+
+
+class EtcdSpaceResult(Model):
+    revision: int | None = None  # compacted to
+
+
+class MemberPromoteInput(Model):
+    """Promote the learner at `peer_url` once it has caught up with the leader (absent or voting: done)."""
+
+    target: EtcdTarget
+    name: str
+    peer_url: str
+    timeout_seconds: float = 300

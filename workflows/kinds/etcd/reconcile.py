@@ -10,8 +10,10 @@ with workflow.unsafe.imports_passed_through():
         ensure_etcd_certs,
         etcd_status,
     )
+    from orbiter.models.duration import parse_duration
     from orbiter.models.kinds.etcd import KIND, config
     from orbiter.models.kinds.etcd.messages import (
+        CaStep,
         EnsureCertsInput,
         EtcdStatusInput,
         EtcdStatusResult,
@@ -29,6 +31,8 @@ HEALTH_TIMEOUT = timedelta(minutes=3)
 ETCD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15), maximum_attempts=5
 )
+# A look at health that must not take minutes when members are down: no answer counts as unhealthy.
+ONCE = RetryPolicy(maximum_attempts=1)
 
 
 def rolled_fields(spec: EtcdCluster) -> tuple:
@@ -84,9 +88,10 @@ class EtcdReconcile:
     def new_member(self, name: str) -> EtcdMember:
         return EtcdMember(name=name, provider=self.provider, pool=self.pool, role=ROLE)
 
-    async def certs(self) -> None:
+    async def certs(self, ca_step: CaStep = "") -> None:
         if not self.spec.tls:
             return
+        policy = self.spec.certificates
         result = await workflow.execute_activity(
             ensure_etcd_certs,
             EnsureCertsInput(
@@ -94,23 +99,33 @@ class EtcdReconcile:
                 members=[MemberAddress(name=m.name, ip=self.ip(m)) for m in self.members],
                 endpoints=self.endpoints(),
                 secrets=self.ctx.desired.secrets,
+                validity_seconds=parse_duration(policy.validity).total_seconds() if policy else None,
+                renew_before_seconds=parse_duration(policy.renew_before).total_seconds() if policy else None,
+                ca_step=ca_step,
             ),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=ETCD_RETRY,
             summary="certificates",
         )
+        for m in self.members:
+            m.cert_expiry = result.expiry.get(m.name, m.cert_expiry)
+            # A member from before expiries were kept runs the certificate it has: nothing to roll.
+            m.cert_applied = m.cert_applied or m.cert_expiry
+            if m.trust_applied is None and m.spec_digest is not None:  # running since before CAs were tracked
+                m.trust_applied = result.trust_before
+        self.kind.trust = result.trust or self.kind.trust
         if result.sealed_secrets:
             self.ctx.add_secrets(result.sealed_secrets)
             await self.ctx.report()
 
     async def status(self, wait: bool = False, expect: int | None = None,
-                     members: list[EtcdMember] | None = None) -> EtcdStatusResult:
+                     members: list[EtcdMember] | None = None, retry: RetryPolicy = ETCD_RETRY) -> EtcdStatusResult:
         result = await workflow.execute_activity(
             etcd_status,
             EtcdStatusInput(target=self.target(members), wait_healthy=wait, expect_members=expect,
                             timeout_seconds=HEALTH_TIMEOUT.total_seconds()),
             start_to_close_timeout=HEALTH_TIMEOUT + timedelta(seconds=30),
-            retry_policy=ETCD_RETRY,
+            retry_policy=retry,
             summary="health gate" if wait else "etcd status",
         )
         self.fresh = result
@@ -120,11 +135,13 @@ class EtcdReconcile:
         specs = {m.name: self.node_spec(m) for m in members}
         await self.fleet.converge(specs, parallel)
         for m in members:
-            m.spec_digest = spec_digest(specs[m.name])
+            m.spec_digest, m.cert_applied = spec_digest(specs[m.name]), m.cert_expiry
+            m.trust_applied = self.kind.trust
 
     async def roll(self, member: EtcdMember) -> None:
         """One member to its spec, then a health gate before the next may go."""
-        if spec_digest(self.node_spec(member)) == member.spec_digest:
+        if (spec_digest(self.node_spec(member)) == member.spec_digest and member.cert_applied == member.cert_expiry
+                and member.trust_applied == self.kind.trust):
             return
         await self.converge([member])
         await self.status(wait=True, expect=len(self.members))
@@ -147,8 +164,10 @@ class EtcdReconcile:
             info = by_name.get(member.name)
             if info is not None:
                 node.healthy, node.leader, node.db_size = info.healthy, info.leader, info.db_size
+                node.db_size_in_use, node.alarms = info.db_size_in_use, info.alarms
                 node.version = info.version
                 node.ready = bool(info.healthy)
+            node.cert_expiry = member.cert_expiry
             nodes.append(node)
         self.ctx.state.status.nodes = nodes
         self.ctx.state.status.endpoints = self.endpoints() if self.members else []

@@ -18,9 +18,9 @@ with workflow.unsafe.imports_passed_through():
         etcd_member_remove,
         etcd_wait_listening,
     )
-    from orbiter.models.kinds import PlannedStep, View
+    from orbiter.models.kinds import PlannedStep, Refused, View
     from orbiter.models.kinds.base import quorum
-    from orbiter.models.kinds.etcd import config
+    from orbiter.models.kinds.etcd import config, versions
     from orbiter.models.kinds.etcd.messages import (
         MemberAddInput,
         MemberRemoveInput,
@@ -47,8 +47,9 @@ class Packages(Step[EtcdReconcile]):
 
     def plan(self, view: View) -> list[PlannedStep]:
         spec: EtcdCluster = view.spec
+        warn = versions.warning(spec.version)
         return [self.item("packages", f"etcd-server and etcd-client {spec.version} for provider"
-                          f" {spec.members.provider}", changes=False)]
+                          f" {spec.members.provider}" + (f" (warning: {warn})" if warn else ""), changes=False)]
 
     async def run(self, r: EtcdReconcile, item: PlannedStep) -> None:
         prepared = await r.fleet.packages(r.provider, {p: r.spec.version for p in config.PACKAGES})
@@ -201,6 +202,10 @@ class Roll(Step[EtcdReconcile]):
 
     def plan(self, view: View) -> list[PlannedStep]:
         spec: EtcdCluster = view.spec
+        running = [n.version for n in view.nodes if n.joined and n.version]
+        if refused := versions.refusal(view.cluster, running + ([view.applied.version] if view.applied else []),
+                                       spec.version):
+            raise Refused(refused)
         # What the last applied commit asked for, and (also without it) what the members run.
         changed = view.applied is not None and rolled_fields(view.applied) != rolled_fields(spec)
         if not changed and all(n.version in (None, spec.version) for n in view.nodes if n.joined):
