@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from orbiter.activities.repo import read_file
 from orbiter.models.refs import SecretsRef
@@ -201,3 +201,52 @@ def parse_bundle(raw: bytes | None) -> dict[str, Any] | None:
     except yaml.YAMLError:
         return None
     return data if isinstance(data, dict) else None
+
+
+# -- what a kind's certificate activity does with these, in the same way for every kind ---------
+Key = ec.EllipticCurvePrivateKey
+SERVER_AND_CLIENT = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]  # peers are clients too
+
+
+def ensure_ca(have: SecretReader, out: dict[str, bytes], name: str,
+              common_name: str) -> tuple[dict[str, Any], x509.Certificate, Key]:
+    """The cluster's CA document ({cert, key}, kinds may keep more in it) from secret `name`;
+    a new CA into `out` when there is none or it does not hold together."""
+    doc = parse_bundle(have.get(name)) or {}
+    ca, ca_key = load_cert(str(doc.get("cert", ""))), load_key(str(doc.get("key", "")).encode())
+    if ca is None or ca_key is None or ca.public_key() != ca_key.public_key():
+        ca, ca_key = new_ca(common_name)
+        doc = {"cert": pem(ca).decode(), "key": key_pem(ca_key).decode()}
+        out[name] = yaml.safe_dump(doc).encode()
+    return doc, ca, ca_key
+
+
+def ensure_leaf(have: SecretReader, out: dict[str, bytes], cert_name: str, key_name: str,
+                ca: x509.Certificate, ca_key: Key, cn: str, sans: list[x509.GeneralName],
+                renew_before: datetime.timedelta = RENEW_BEFORE,
+                validity: datetime.timedelta | None = None) -> x509.Certificate:
+    """A member's certificate: the one it has while `leaf_ok`, else one issued into `out` for the
+    key it has (a new IP changes the certificate only) or a new key."""
+    cert_raw, key_raw = have.get(cert_name), have.get(key_name)
+    key = load_key(key_raw) if key_raw else None
+    cert = load_cert(cert_raw) if cert_raw else None
+    if cert is not None and leaf_ok(cert, key, ca, sans, renew_before):
+        return cert
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        out[key_name] = key_pem(key)
+    issued = issue(ca, ca_key, key, cn, sans, SERVER_AND_CLIENT, validity)
+    out[cert_name] = pem(issued)
+    return issued
+
+
+def client_pair(bundle: dict[str, Any] | None, ca: x509.Certificate, ca_key: Key,
+                renew_before: datetime.timedelta = RENEW_BEFORE,
+                validity: datetime.timedelta | None = None) -> tuple[x509.Certificate, Key, bool]:
+    """The client bundle's certificate and key, kept while `leaf_ok`; else a new pair (True)."""
+    cert = load_cert(str((bundle or {}).get("cert", "")))
+    key = load_key(str((bundle or {}).get("key", "")).encode())
+    if cert is not None and key is not None and leaf_ok(cert, key, ca, None, renew_before):
+        return cert, key, False
+    key = ec.generate_private_key(ec.SECP256R1())
+    return issue(ca, ca_key, key, CLIENT_CN, [], [ExtendedKeyUsageOID.CLIENT_AUTH], validity), key, True

@@ -10,18 +10,16 @@ import hashlib
 from datetime import timedelta
 
 import yaml
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orbiter.activities.pki import (
-    CLIENT_CN,
     RENEW_BEFORE,
     SecretReader,
-    issue,
+    client_pair,
+    ensure_ca,
+    ensure_leaf,
     key_pem,
-    leaf_ok,
     load_cert,
     load_key,
     member_sans,
@@ -77,13 +75,7 @@ def _ensure_certs(input: EnsureCertsInput,
     validity = timedelta(seconds=input.validity_seconds) if input.validity_seconds else None
     renew = timedelta(seconds=input.renew_before_seconds) if input.renew_before_seconds else RENEW_BEFORE
 
-    ca_doc = parse_bundle(have.get(ca_secret(cluster))) or {}
-    ca = load_cert(str(ca_doc.get("cert", "")))
-    ca_key = load_key(str(ca_doc.get("key", "")).encode())
-    if ca is None or ca_key is None or ca.public_key() != ca_key.public_key():
-        ca, ca_key = new_ca(f"{cluster} etcd CA")
-        ca_doc = {"cert": pem(ca).decode(), "key": key_pem(ca_key).decode()}
-        out[ca_secret(cluster)] = yaml.safe_dump(ca_doc).encode()
+    ca_doc, ca, ca_key = ensure_ca(have, out, ca_secret(cluster), f"{cluster} etcd CA")
     trust_before = have.get(ca_cert_secret(cluster))
     if (step := _rotate(cluster, ca_doc, input.ca_step)) is not None:
         ca_doc = step
@@ -96,29 +88,14 @@ def _ensure_certs(input: EnsureCertsInput,
     digests["before"], digests["after"] = digest(trust_before or ca_pem), digest(ca_pem)
 
     for member in input.members:
-        sans = member_sans(member.name, member.ip)
-        cert_name, key_name = member_cert_secret(cluster, member.name), member_key_secret(cluster, member.name)
-        cert_raw, key_raw = have.get(cert_name), have.get(key_name)
-        key = load_key(key_raw) if key_raw else None
-        cert = load_cert(cert_raw) if cert_raw else None
-        if leaf_ok(cert, key, ca, sans, renew) and cert is not None:
-            expiry[member.name] = cert.not_valid_after_utc.isoformat()
-            continue
-        if key is None:  # a new IP keeps the member's key: only the certificate changes
-            key = ec.generate_private_key(ec.SECP256R1())
-            out[key_name] = key_pem(key)
-        both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-        issued = issue(ca, ca_key, key, member.name, sans, both, validity)
-        out[cert_name], expiry[member.name] = pem(issued), issued.not_valid_after_utc.isoformat()
+        issued = ensure_leaf(have, out, member_cert_secret(cluster, member.name),
+                             member_key_secret(cluster, member.name), ca, ca_key, member.name,
+                             member_sans(member.name, member.ip), renew, validity)
+        expiry[member.name] = issued.not_valid_after_utc.isoformat()
 
     bundle = parse_bundle(have.get(client_bundle_secret(cluster)))
-    cert = load_cert(str((bundle or {}).get("cert", "")))
-    key = load_key(str((bundle or {}).get("key", "")).encode())
-    fresh = leaf_ok(cert, key, ca, None, renew)
-    if bundle is None or bundle.get("endpoints") != input.endpoints or bundle.get("ca") != ca_pem.decode() or not fresh:
-        if not fresh or key is None or cert is None:
-            key = ec.generate_private_key(ec.SECP256R1())
-            cert = issue(ca, ca_key, key, CLIENT_CN, [], [ExtendedKeyUsageOID.CLIENT_AUTH], validity)
+    cert, key, renewed = client_pair(bundle, ca, ca_key, renew, validity)
+    if bundle is None or bundle.get("endpoints") != input.endpoints or bundle.get("ca") != ca_pem.decode() or renewed:
         doc = {
             "endpoints": list(input.endpoints),
             "ca": ca_pem.decode(),

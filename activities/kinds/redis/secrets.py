@@ -10,21 +10,16 @@ import re
 import secrets
 
 import yaml
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orbiter.activities.pki import (
-    CLIENT_CN,
     SecretReader,
-    issue,
+    client_pair,
+    ensure_ca,
+    ensure_leaf,
     key_pem,
-    leaf_ok,
-    load_cert,
-    load_key,
     member_sans,
-    new_ca,
     parse_bundle,
     pem,
 )
@@ -58,31 +53,14 @@ def password_of(auth: bytes | None) -> str | None:
 def _tls(input: EnsureRedisSecretsInput, have: SecretReader, out: dict[str, bytes]) -> dict[str, str]:
     """CA and member certificates (created or renewed into `out`); the bundle's TLS part."""
     cluster = input.cluster
-    ca_doc = parse_bundle(have.get(ca_secret(cluster))) or {}
-    ca, ca_key = load_cert(str(ca_doc.get("cert", ""))), load_key(str(ca_doc.get("key", "")).encode())
-    if ca is None or ca_key is None or ca.public_key() != ca_key.public_key():
-        ca, ca_key = new_ca(f"{cluster} redis CA")
-        out[ca_secret(cluster)] = yaml.safe_dump({"cert": pem(ca).decode(), "key": key_pem(ca_key).decode()}).encode()
+    _, ca, ca_key = ensure_ca(have, out, ca_secret(cluster), f"{cluster} redis CA")
     ca_pem = pem(ca)
     if have.get(ca_cert_secret(cluster)) != ca_pem:
         out[ca_cert_secret(cluster)] = ca_pem
-    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]  # replicas are clients too
     for member in input.members:
-        sans = member_sans(member.name, member.ip)
-        cert_name, key_name = member_cert_secret(cluster, member.name), member_key_secret(cluster, member.name)
-        cert_raw, key_raw = have.get(cert_name), have.get(key_name)
-        key = load_key(key_raw) if key_raw else None
-        if leaf_ok(load_cert(cert_raw) if cert_raw else None, key, ca, sans):
-            continue
-        if key is None:
-            key = ec.generate_private_key(ec.SECP256R1())
-            out[key_name] = key_pem(key)
-        out[cert_name] = pem(issue(ca, ca_key, key, member.name, sans, both))
-    bundle = parse_bundle(have.get(client_bundle_secret(cluster))) or {}
-    cert, key = load_cert(str(bundle.get("cert", ""))), load_key(str(bundle.get("key", "")).encode())
-    if cert is None or key is None or not leaf_ok(cert, key, ca, None):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = issue(ca, ca_key, key, CLIENT_CN, [], [ExtendedKeyUsageOID.CLIENT_AUTH])
+        ensure_leaf(have, out, member_cert_secret(cluster, member.name), member_key_secret(cluster, member.name),
+                    ca, ca_key, member.name, member_sans(member.name, member.ip))
+    cert, key, _ = client_pair(parse_bundle(have.get(client_bundle_secret(cluster))), ca, ca_key)
     return {"ca": ca_pem.decode(), "cert": pem(cert).decode(), "key": key_pem(key).decode()}
 
 
