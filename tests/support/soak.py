@@ -39,6 +39,7 @@ from orbiter.models.cluster import ControlInput
 from orbiter.models.current import OrbStatus
 from orbiter.models.gitops import WriteBackResult
 from orbiter.models.kinds.etcd.messages import MemberAddInput, MemberRemoveInput, client_bundle_secret
+from orbiter.models.providers import machine_name
 from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
 from orbiter.worker.client import connect
@@ -85,6 +86,7 @@ class SoakConfig:
     chaos_rounds: int = 1  # keep pushing until every kind of injection was made this many times
     push_timeout: float = 600.0
     write_every: float = 0.5
+    overlap: float = 0.0  # the chance that a push follows the last one before it settled (it supersedes it)
 
 
 @dataclass
@@ -99,6 +101,7 @@ class SoakReport:
     seed: int
     pushes: list[tuple[float, str, str]] = field(default_factory=list)  # (t, action, commit)
     injected: list[tuple[float, str, str]] = field(default_factory=list)  # (t, kind, what)
+    overlapped: set[str] = field(default_factory=set)  # pushes the next one followed before they settled
     operator: list[tuple[float, str]] = field(default_factory=list)  # retries an operator had to do
     writes: dict[str, Counter[str]] = field(default_factory=dict)  # cluster -> acked / failed
     checks: list[Check] = field(default_factory=list)
@@ -116,7 +119,9 @@ class SoakReport:
         actions = Counter(a for _, a, _ in self.pushes)
         lines.append("pushes: " + ", ".join(f"{a} {actions[a]}" for a in ACTIONS))
         lines.append("injected: " + ", ".join(f"{k} {self.counts()[k]}" for k in CHAOS))
-        timeline = [*self.injected, *((t, "push", f"{a} -> {c[:8]}") for t, a, c in self.pushes),
+        timeline = [*self.injected, *((t, "push", f"{a} -> {c[:8]}" + (", the next pushed before it settled"
+                                                                      if c in self.overlapped else ""))
+                                      for t, a, c in self.pushes),
                     *((t, "operator", w) for t, w in self.operator)]
         lines += [f"  {t:7.1f}s  {kind:<15} {what}" for t, kind, what in sorted(timeline)]
         for cluster, counts in sorted(self.writes.items()):
@@ -205,6 +210,10 @@ class Soak:
                 commit = self._push(action)
                 n += 1
                 await self._poke()
+                if self.rng.random() < self.cfg.overlap:
+                    await asyncio.sleep(self.rng.uniform(0.5, 5))  # the next push lands mid-change
+                    self.report.overlapped.add(commit)
+                    continue
                 await self._settle(commit)
         finally:
             self.done.set()
@@ -362,7 +371,9 @@ class Soak:
         return f"{machine} cut off for {hold:.0f}s"
 
     async def _restart_etcd(self) -> str:
-        machine = self.chaos_rng.choice(self._running())["id"]
+        status = self._status()
+        members = {n.machine for c in (status.clusters.values() if status else []) for n in c.nodes if n.ready}
+        machine = self.chaos_rng.choice([m for m in self._running() if m["id"] in members])["id"]
         pid = nspawn.read_pid(self._machines().path / "machines" / machine / "nspawn.pid")
         if pid is None:
             raise RuntimeError(f"{machine} has no nspawn pid")
@@ -471,7 +482,9 @@ class Soak:
 
     async def _stop_orb(self) -> None:
         ids = [gitops_id(self.repo), *(f"cluster/{self.orb}/{c}" for c in self.sizes),
-               *(f"node/{self.orb}/{m['cluster']}/{m['id']}" for m in self._machines().list_status())]
-        for wid in ids:
+               *(f"node/{self.orb}/{m['cluster']}/{m['id']}" for m in self._machines().list_status()),
+               *(f"node/{self.orb}/{c}/{machine_name(self.orb, c, c, i)}" for c in self.sizes
+                 for i in range(self.cfg.max_size + 2))]
+        for wid in dict.fromkeys(ids):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._client().get_workflow_handle(wid).terminate("soak over"), 10)
