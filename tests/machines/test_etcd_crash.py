@@ -6,10 +6,8 @@ checks what etcd itself says: exactly the desired members, all started (no orpha
 added twice), and the keys written before the fault still there.
 """
 
-import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,6 @@ from temporalio.client import Client
 
 from orbiter.activities.providers.local import LocalMachines
 from orbiter.models.current import ClusterStatus
-from orbiter.models.ids import gitops_workflow_id
 from orbiter.models.providers import machine_name
 from orbiter.models.refs import RepoRef
 from orbiter.worker.client import connect
@@ -35,30 +32,12 @@ from ..support.etcd_flows import (
     wait_cluster,
     wait_step,
 )
-from ..support.flows import WorkerProcess, takeoff, wait_for
+from ..support.flows import gitops_id, takeoff, wait_for, worker_processes
 from ..workflows.test_cli import ainvoke
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
 KEYS = 10
-
-
-@contextlib.contextmanager
-def worker_processes(tmp_path: Path, address: str) -> Iterator[Callable[[], WorkerProcess]]:
-    """`start()` starts one more `orbiter worker` subprocess; every one is killed at the end."""
-    procs: list[WorkerProcess] = []
-
-    def start() -> WorkerProcess:
-        proc = WorkerProcess(tmp_path / f"worker{len(procs) + 1}.log", address)
-        proc.start()
-        procs.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in procs:
-            proc.kill()
 
 
 async def ready_with_keys(client: Client, repo: GitRepo, orb: str, nodes: int, tmp_path: Path) -> str:
@@ -90,11 +69,6 @@ def assert_converged(repo: GitRepo, status: ClusterStatus, machines: LocalMachin
     assert sorted(m["id"] for m in machines.list_status()) == names
     for i in range(KEYS):
         assert etcdctl("get", f"/crash/{i}", "--print-value-only").strip() == f"v{i}"
-
-
-def gitops_id(repo: GitRepo) -> str:
-    ref = RepoRef(url=repo.url)
-    return gitops_workflow_id(ref.url, ref.branch)
 
 
 async def test_sigkilled_worker_during_scale_up(client, temporal_server, repo: GitRepo, local_provider, tmp_path):

@@ -26,9 +26,8 @@ from orbiter.models.secrets import read_secret
 from ..conftest import MASTER_KEY, GitRepo
 from ..standins import api_state, read_invocations, set_stuck_pods
 from ..support.etcd_flows import current, poke, wait_cluster
-from ..support.flows import takeoff, wait_for
+from ..support.flows import gitops_id, takeoff, wait_for, worker_processes
 from ..support.net import host, subnet
-from .test_etcd_crash import gitops_id, worker_processes
 from .test_kubernetes_e2e import PROVIDER, desired, k8s_machines, names_of, stop_orb
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]

@@ -105,6 +105,37 @@ def test_set_link_cuts_machine_off_and_back(
         assert s.run("hostname").stdout.strip() == m.id
 
 
+def _reach(local_provider: LocalMachines, source: Machine, ip: str, port: int = 22) -> bool:
+    """A TCP connection from inside `source` (its network namespace) to ip:port within 2 s."""
+    pid = nspawn.read_pid(local_provider.path / "machines" / source.id / "nspawn.pid")
+    assert pid is not None
+    init = nspawn.container_init_pid(pid)
+    probe = subprocess.run(["nsenter", "-t", str(init), "-n", "timeout", "2", "bash", "-c", f"</dev/tcp/{ip}/{port}"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+def test_a_reused_address_is_reachable_from_the_other_machines_at_once(
+    local_provider: LocalMachines, two_machines: list[Machine], maintenance_key: tuple[str, str]
+) -> None:
+    """A machine deleted and another created gets the freed address (scale down, then up): the
+    machines that talked to the old one reach the new one at once, not after their ARP entry for
+    that address goes stale (etcd's new member could not reach its peers and failed to start:
+    found by bench/soak.py)."""
+    [old] = local_provider.create("test", ["orb-old"], maintenance_key[1], "k")
+    new: Machine | None = None
+    try:
+        assert _reach(local_provider, two_machines[0], old.ip)
+        local_provider.delete(old.id)
+        [new] = local_provider.create("test", ["orb-new"], maintenance_key[1], "k")
+        assert new.ip == old.ip
+        assert _reach(local_provider, two_machines[0], new.ip)
+    finally:
+        for machine in (old, new):
+            if machine is not None:
+                local_provider.delete(machine.id)
+
+
 def test_list_and_list_all(local_provider: LocalMachines, two_machines: list[Machine]) -> None:
     ids = {m.id for m in local_provider.list()}
     assert {m.id for m in two_machines} <= ids

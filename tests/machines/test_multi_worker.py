@@ -15,12 +15,10 @@ import signal
 import subprocess
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from temporalio.client import Client
 
 from orbiter.models.current import ClusterStatus, OrbStatus
 from orbiter.models.kinds.etcd.messages import client_bundle_secret
@@ -31,9 +29,9 @@ from orbiter.worker.server import start_server, stop_server
 
 from ..conftest import MASTER_KEY, GitRepo, free_port
 from ..support.etcd_flows import E2E_PROVIDER, e2e_machines, poke
-from ..support.flows import takeoff, wait_for
+from ..support.flows import gitops_id, takeoff, wait_for, worker_processes
+from ..support.histories import history_facts
 from ..support.net import subnet
-from .test_etcd_crash import gitops_id, worker_processes
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
@@ -104,19 +102,6 @@ def members(repo: GitRepo, cluster: str, workdir: Path) -> list[str]:
                           "member", "list", "-w", "json"],
                          capture_output=True, text=True, timeout=20, env={"ETCDCTL_API": "3"}, check=True)
     return sorted(m.get("name", "") for m in yaml.safe_load(out.stdout)["members"])
-
-
-async def history_facts(client: Client, wid: str) -> tuple[Counter[str], set[str]]:
-    """Activities scheduled by type, and the identities of the processes that ran its tasks."""
-    scheduled: Counter[str] = Counter()
-    identities: set[str] = set()
-    async for event in client.get_workflow_handle(wid).fetch_history_events():
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            scheduled[event.activity_task_scheduled_event_attributes.activity_type.name] += 1
-        for field in ("activity_task_started_event_attributes", "workflow_task_completed_event_attributes"):
-            if event.HasField(field) and getattr(event, field).identity:
-                identities.add(getattr(event, field).identity)
-    return scheduled, identities
 
 
 async def test_three_workers_two_killed_then_the_server_killed(orbiter_env, repo: GitRepo, local_provider, tmp_path):

@@ -34,7 +34,7 @@ from orbiter.workflows.node_agent import NodeAgentWorkflow
 
 from ..conftest import MASTER_KEY, GitRepo
 from ..support.etcd_flows import poke
-from ..support.flows import WorkerProcess, takeoff, wait_for
+from ..support.flows import WorkerProcess, takeoff, wait_for, worker_processes
 from ..support.net import subnet
 from ..support.redis_flows import (
     CLUSTER,
@@ -52,7 +52,6 @@ from ..support.redis_flows import (
 )
 from ..workflows.test_replay import RECORD
 from ..workflows.test_replay import _save as save_history
-from .test_etcd_crash import worker_processes
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from temporalio.client import Client
@@ -105,3 +106,26 @@ class WorkerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+
+
+@contextlib.contextmanager
+def worker_processes(tmp_path: Path, address: str) -> Iterator[Callable[[], WorkerProcess]]:
+    """`start()` starts one more `orbiter worker` subprocess; every one is killed at the end."""
+    procs: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        proc = WorkerProcess(tmp_path / f"worker{len(procs) + 1}.log", address)
+        proc.start()
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
+def gitops_id(repo: GitRepo) -> str:
+    ref = RepoRef(url=repo.url)
+    return gitops_workflow_id(ref.url, ref.branch)

@@ -250,8 +250,18 @@ def container_init_pid(nspawn_pid: int, timeout: float = 30) -> int:
     raise NspawnError(f"systemd did not start in the container within {timeout:g}s")
 
 
+def address_mac(ip: str) -> str:
+    """host0's MAC, made of its address. A machine created on an address a deleted one had (the
+    lowest free one: scale down, then up) then answers with the MAC the others hold for that
+    address in their ARP caches; nspawn's own MAC (hashed from the machine name) left them
+    sending to the deleted machine for seconds, and a new etcd member could not reach its peers."""
+    octets = [int(part) for part in ip.split(".")]
+    return "02:4f:" + ":".join(f"{o:02x}" for o in octets)  # locally administered, unicast
+
+
 def configure_host0(init_pid: int, cidr: str, gateway: str, timeout: float = 20) -> None:
-    """Give the container's host0 its fixed address and a default route via the host."""
+    """Give the container's host0 its fixed address (and the MAC made of it) and a default route
+    via the host."""
     deadline = time.monotonic() + timeout
     base = ["nsenter", "-t", str(init_pid), "-n", "ip"]
     while True:
@@ -261,6 +271,10 @@ def configure_host0(init_pid: int, cidr: str, gateway: str, timeout: float = 20)
         if time.monotonic() > deadline:
             raise NspawnError(f"host0 did not appear in container pid {init_pid}")
         time.sleep(0.05)
+    mac = address_mac(cidr.split("/")[0])
+    if f"link/ether {mac} " not in probe.stdout:
+        sh(*base, "link", "set", "host0", "down")
+        sh(*base, "link", "set", "host0", "address", mac)
     sh(*base, "addr", "replace", cidr, "dev", "host0")
     sh(*base, "link", "set", "host0", "up")
     sh(*base, "route", "replace", "default", "via", gateway)
