@@ -21,10 +21,9 @@ from orbiter.models.refs import RepoRef
 from orbiter.models.secrets import read_secret
 
 from ..conftest import MASTER_KEY, GitRepo
-from ..machines.test_etcd_crash import gitops_id, worker_processes
 from ..machines.test_etcd_e2e import plan_of
 from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, poke, stop_orb, wait_cluster, wait_step
-from ..support.flows import takeoff, wait_for
+from ..support.flows import gitops_id, takeoff, wait_for, worker_processes
 from ..support.net import subnet
 from ..workflows.test_replay import RECORD
 from ..workflows.test_replay import _save as save_history

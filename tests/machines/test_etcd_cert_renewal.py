@@ -21,11 +21,10 @@ from orbiter.models.refs import RepoRef
 
 from ..conftest import GitRepo
 from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, stop_orb, wait_cluster
-from ..support.flows import takeoff, wait_for
+from ..support.flows import gitops_id, takeoff, wait_for
 from ..support.net import subnet
 from ..workflows.test_replay import RECORD
 from ..workflows.test_replay import _save as save_history
-from .test_etcd_crash import gitops_id
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 

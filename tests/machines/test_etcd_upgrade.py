@@ -18,10 +18,9 @@ from ..conftest import GitRepo, git
 from ..standins import add_debs
 from ..support.etcd_debs import build_etcd_351
 from ..support.etcd_flows import Etcdctl, current, desired, e2e_machines, poke, stop_orb, wait_cluster
-from ..support.flows import takeoff, wait_for
+from ..support.flows import gitops_id, takeoff, wait_for
 from ..support.net import subnet
 from ..support.served import remove_debs
-from .test_etcd_crash import gitops_id
 from .test_etcd_e2e import plan_of
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]

@@ -22,10 +22,9 @@ from orbiter.models.providers.gce import instance_name
 from orbiter.models.refs import RepoRef
 
 from ..conftest import GitRepo
-from ..support.flows import takeoff, wait_for
+from ..support.flows import gitops_id, takeoff, wait_for, worker_processes
 from ..support.gce import CREDENTIALS, PROJECT, ZONES, add_credentials, gce_standin, project
 from ..support.net import subnet
-from .test_etcd_crash import gitops_id, worker_processes
 from .test_gce_kubernetes import CLUSTER, VERSION, prod, stop_orb, wait_prod
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
