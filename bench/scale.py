@@ -62,7 +62,7 @@ def kind_path(workdir: Path) -> str:
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: orbiter-benchkind\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[orbiter.kinds]\nbenchfile = orbiter_benchkind:KIND\n")
-    return f"{KIND_DIR}{os.pathsep}{info.parent}"
+    return os.pathsep.join(p for p in (str(KIND_DIR), str(info.parent), os.environ.get("PYTHONPATH")) if p)
 
 
 def proc_usage(pid: int) -> dict[str, float]:
@@ -190,7 +190,6 @@ def delta(after: dict[str, dict[str, float]], before: dict[str, dict[str, float]
 async def run_size(args: argparse.Namespace, lab, workdir: Path, pythonpath: str, agents: int,  # noqa: ANN001
                    bootstrap_private: str, bootstrap_public: str) -> Result:
     from orbiter.cli.gitops import start_gitops
-    from orbiter.models.current import OrbStatus
     from orbiter.models.duration import parse_duration
     from orbiter.models.gitops import SyncInput
     from orbiter.models.ids import gitops_workflow_id
@@ -248,15 +247,15 @@ async def run_size(args: argparse.Namespace, lab, workdir: Path, pythonpath: str
                                    f" ({result.status.error or ''} {result.status.rejected or ''})")
             seen: dict[str, float] = {}
             while len(seen) < clusters:
-                status = OrbStatus.from_yaml(repo.remote_file("current.yml"))
+                text = repo.remote_file("current.yml") or ""
                 now = time.time()
-                for n, c in status.clusters.items():
-                    if n not in seen and c.phase == "Ready" and c.commit == commit:
+                for n, (phase, at) in cluster_lines(text).items():
+                    if n not in seen and phase == "Ready" and at == commit:
                         seen[n] = now
                 if time.perf_counter() - t0 > args.timeout:
                     raise RuntimeError(f"current.yml not Ready at {commit[:8]} in {args.timeout} s")
                 orbiter.check()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)
             return ready, time.perf_counter() - t0, seen
 
         # Timed: the clusters.
@@ -292,6 +291,26 @@ async def run_size(args: argparse.Namespace, lab, workdir: Path, pythonpath: str
         orbiter.stop()
 
 
+def cluster_lines(text: str) -> dict[str, tuple[str, str]]:
+    """(phase, commit) of each cluster in current.yml, read off its lines: parsing the whole file
+    of a thousand nodes several times a second would take the CPU the worker is measured on."""
+    out: dict[str, tuple[str, str]] = {}
+    name, inside = None, False
+    for line in text.splitlines():
+        if line == "clusters:":
+            inside = True
+        elif inside and line.startswith("  ") and not line.startswith("   ") and line.endswith(":"):
+            name = line.strip()[:-1]
+            out[name] = ("", "")
+        elif inside and name and line.startswith("    phase: "):
+            out[name] = (line.split(": ", 1)[1], out[name][1])
+        elif inside and name and line.startswith("    commit: "):
+            out[name] = (out[name][0], line.split(": ", 1)[1])
+        elif line and not line.startswith(" "):
+            inside = line == "clusters:"
+    return out
+
+
 async def ready_reports(client, orb: str, clusters: int, since: float) -> dict[str, float]:  # noqa: ANN001
     """Per cluster, when its workflow last set its phase (Ready) after `since`: the moment it
     reports to the GitOps workflow, read from its history (search attributes are not encrypted)."""
@@ -325,10 +344,16 @@ async def wait_rounds(client, orb: str, agents: int, rounds: int, since: float, 
     deadline = time.monotonic() + timeout
     await asyncio.sleep(max(0.0, since + (rounds - 1) * drift - time.time()))  # not before they can be done
     while pending:
-        await asyncio.sleep(min(30.0, max(2.0, len(pending) / 20)))
+        await asyncio.sleep(min(30.0, max(3.0, len(pending) / 50)))
         still = []
         for wid in pending:
-            history = await client.get_workflow_handle(wid).fetch_history()
+            handle = client.get_workflow_handle(wid)
+            # The length first (cheap); the history only once it can hold `rounds` rounds
+            # (a round is 8 events at least: activity 3, timer 2, a workflow task 3).
+            if (await handle.describe()).raw_description.workflow_execution_info.history_length < 8 * rounds:
+                still.append(wid)
+                continue
+            history = await handle.fetch_history()
             ends = [ev.event_time.ToDatetime(tzinfo=dt.UTC).timestamp() for ev in history.events
                     if ev.event_type == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
             if len(ends) >= rounds:

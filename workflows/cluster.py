@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
 from .context import Blocked, ClusterContext
 from .details import current_details, notice_for
 from .gates import ChangeGates, GateHooks, PlanRejected, Superseded, now_iso
+from .history import history_full
 from .members import add_command, command_refused, find_members, sync_nodes
 from .notify import Notifier
 from .runbook import Runbook
@@ -119,7 +120,7 @@ class ClusterWorkflow:
                 await self._set_phase(record.result)
             self._close(record)
             reconciles += 1
-            if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
+            if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or history_full():
                 await self._continue_as_new()
 
     async def _continue_as_new(self) -> NoReturn:

@@ -28,4 +28,12 @@ PATCHES: tuple[Patch, ...] = (
         removable_after="every cluster workflow started before it has continued as new on a worker that has it (one"
                         " reconcile or a continue-as-new suggestion after the upgrade); then deprecate_patch",
     ),
+    Patch(
+        id="quiet-drift",
+        why="NodeAgentWorkflow sends no node_report after a drift round that changed nothing and saw what its last"
+            " report said; histories recorded before it signal the parent after every round",
+        added_in="0.2.x (scale, issue 16)",
+        removable_after="every node agent started before it has continued as new on a worker that has it (at most"
+                        " 200 rounds after the upgrade); then deprecate_patch",
+    ),
 )

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.errors import error_line
 
 from .context import ClusterContext
+from .history import history_full
 from .runbook import Runbook
 from .updates import UpdateChecks
 
@@ -40,13 +41,14 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
         watch_in = next_watch - (workflow.now() - began) if watching and next_watch is not None else None
         check_in = updates.due_in() if updates is not None else None
         waits = [w for w in (watch_in, check_in) if w is not None]
+        # Node reports and signals arrive while the cluster idles: a long idle spell rolls over too.
         if not waits:
-            await workflow.wait_condition(work_pending)
-            return True
+            await workflow.wait_condition(lambda: work_pending() or history_full())
+            return work_pending()
         if min(waits) > timedelta(0):
             try:
-                await workflow.wait_condition(work_pending, timeout=min(waits))
-                return True
+                await workflow.wait_condition(lambda: work_pending() or history_full(), timeout=min(waits))
+                return work_pending()
             except TimeoutError:
                 pass
         if updates is not None and check_in is not None and check_in <= min(waits):
@@ -56,7 +58,7 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
         elif runbook is not None and desired is not None and next_watch is not None:
             await _watch(orb, cluster, state, runbook, report)
             next_watch = (workflow.now() - began) + timedelta(seconds=desired.drift_interval_seconds)
-        if workflow.info().is_continue_as_new_suggested():
+        if history_full():
             return False
     return True
 
