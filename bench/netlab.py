@@ -59,6 +59,10 @@ class NetMachine:
     home: Path  # the machine's own directory: root/, etc-orbiter/, cache/, hostname
     proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def mac(self) -> str:
+        return f"02:00:00:00:{self.index >> 8 & 0xff:02x}:{self.index & 0xff:02x}"
+
 
 class NetLab:
     def __init__(self, workdir: Path, count: int, subnet: str = "172.30.0.0/16") -> None:
@@ -91,8 +95,12 @@ class NetLab:
         for m in self.machines:
             sh("ip", "netns", "add", m.netns)
             host_if, inner = f"osc{m.index}", f"osi{m.index}"
-            batch += [f"link add {host_if} type veth peer name {inner} netns {m.netns}",
+            batch += [f"link add {host_if} type veth peer name {inner} address {m.mac} netns {m.netns}",
                       f"link set {host_if} master {BRIDGE} up"]
+        # Permanent neighbour entries: a thousand machines would overflow the host's ARP table
+        # (gc_thresh3, 1024 by default) and connections fail "No route to host"; permanent
+        # entries are outside its garbage collection, and no ARP time is in the figures.
+        batch += [f"neigh replace {m.ip} lladdr {m.mac} dev {BRIDGE} nud permanent" for m in self.machines]
         self._batch(batch)
         for m in self.machines:
             subprocess.run(["ip", "-n", m.netns, "-batch", "-"], check=True, capture_output=True, text=True,

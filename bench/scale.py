@@ -486,6 +486,8 @@ async def main() -> None:
         print(ratios(results))
         ok = True
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         lab.close()
         if ok:
             subprocess.run(["rm", "-rf", str(workdir)], check=False)
