@@ -389,6 +389,16 @@ async def histories(client) -> dict[str, dict[str, float]]:  # noqa: ANN001
     return out
 
 
+def rounds_per_second(r: Result) -> float:
+    """Node agent rounds the worker completed per second of the drift phase (from the push on)."""
+    return r.agents * r.rounds / r.drift_seconds if r.drift_seconds else 0.0
+
+
+def per_round(r: Result, proc: str) -> float:
+    """CPU milliseconds of `proc` per node round in the drift phase (comparable across --rounds)."""
+    return 1000 * r.usage["drift"][f"{proc}_cpu"] / (r.agents * r.rounds) if r.rounds else 0.0
+
+
 def table(results: list[Result]) -> str:
     head = "| figure | " + " | ".join(f"{r.agents} ({r.clusters}x{r.members})" for r in results) + " |"
     rows = [head, "|---|" + "---|" * len(results)]
@@ -403,6 +413,9 @@ def table(results: list[Result]) -> str:
     row("no-op push -> all Ready (s)", [f"{r.noop_ready:.1f}" for r in results])
     row("no-op push -> current.yml (s)", [f"{r.noop_current:.1f}" for r in results])
     row("push -> every agent did its drift rounds (s)", [f"{r.drift_seconds:.0f} ({r.rounds} rounds)" for r in results])
+    row("node rounds per second (drift phase)", [f"{rounds_per_second(r):.1f}" for r in results])
+    row("worker / server CPU ms per node round", [f"{per_round(r, 'worker'):.0f} / {per_round(r, 'server'):.0f}"
+                                                  for r in results])
     for phase in ("push", "noop", "drift"):
         row(f"worker CPU s, {phase}", [f"{r.usage[phase]['worker_cpu']:.1f}" for r in results])
         row(f"server CPU s, {phase}", [f"{r.usage[phase]['server_cpu']:.1f}" for r in results])
@@ -428,11 +441,12 @@ def ratios(results: list[Result]) -> str:
     a, b = results[0], results[-1]
     lines = [f"ratios {b.agents} vs {a.agents} agents (x{b.agents / a.agents:.0f}):"]
     pairs = [("push -> Ready", a.push_ready, b.push_ready), ("no-op -> Ready", a.noop_ready, b.noop_ready),
-             ("worker CPU, drift", a.usage["drift"]["worker_cpu"], b.usage["drift"]["worker_cpu"]),
-             ("server CPU, drift", a.usage["drift"]["server_cpu"], b.usage["drift"]["server_cpu"]),
+             ("worker CPU per node round", per_round(a, "worker"), per_round(b, "worker")),
+             ("server CPU per node round", per_round(a, "server"), per_round(b, "server")),
+             ("node rounds per second", rounds_per_second(a), rounds_per_second(b)),
              ("worker RSS", a.usage["drift"]["worker_rss"], b.usage["drift"]["worker_rss"]),
              ("server RSS", a.usage["drift"]["server_rss"], b.usage["drift"]["server_rss"]),
-             ("drift rounds wall", a.drift_seconds, b.drift_seconds)]
+             ("worker threads", a.usage["drift"]["worker_threads"], b.usage["drift"]["worker_threads"])]
     for kind in ("ClusterWorkflow", "NodeAgentWorkflow", "GitOpsWorkflow"):
         if kind in a.histories and kind in b.histories:
             pairs.append((f"{kind} history bytes (max)", a.histories[kind]["bytes_max"],
