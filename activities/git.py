@@ -77,7 +77,7 @@ def _worktree(input: WriteBackInput) -> Path:
 
 def _apply(input: WriteBackInput, path: Path) -> bool:
     """Write our files on top of the checked-out head; True when that changes anything."""
-    (path / "current.yml").write_text(input.current_yaml)
+    (path / "current.yml").write_text(input.status.to_yaml() if input.status is not None else input.current_yaml)
     if input.sealed_secrets:
         secrets_file = path / "secrets.yml"
         text = secrets_file.read_text() if secrets_file.exists() else None

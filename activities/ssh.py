@@ -331,6 +331,36 @@ def pooled(machine: Machine, private_key: str, *, timeout: float = 10) -> Iterat
                 _pool.setdefault(key, []).append((time.monotonic(), session))
         else:
             session.close()
+        sweep_pool()
+
+
+_last_sweep = 0.0
+
+
+def sweep_pool(now: float | None = None) -> int:
+    """Close sessions idle for longer than POOL_IDLE_SECONDS, to any machine; how many closed.
+
+    Otherwise a session waits for the next round on its machine to be found stale: with a
+    driftInterval of minutes a worker would hold one connection, and one paramiko thread that
+    wakes ten times a second, per machine it ever served (a thousand, bench/README.md "scale").
+    Runs at most once per POOL_IDLE_SECONDS."""
+    global _last_sweep
+    now = time.monotonic() if now is None else now
+    stale: list[SshSession] = []
+    with _pool_lock:
+        if now - _last_sweep < POOL_IDLE_SECONDS:
+            return 0
+        _last_sweep = now
+        for key in list(_pool):
+            keep = [(since, s) for since, s in _pool[key] if now - since < POOL_IDLE_SECONDS]
+            stale += [s for since, s in _pool[key] if now - since >= POOL_IDLE_SECONDS]
+            if keep:
+                _pool[key] = keep
+            else:
+                del _pool[key]
+    for session in stale:  # outside the lock: closing waits for the transport's thread
+        session.close()
+    return len(stale)
 
 
 def _pool_key(machine: Machine, host_key: str | None, private_key: str) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from orbiter.worker.main import run_worker
 from orbiter.worker.masterkey import load_master_key
 from orbiter.worker.selfupdate import SelfUpdateError, supervise
 from orbiter.worker.server import ServerError, answers, default_db, start_server, stop_server
+from orbiter.worker.settings import SettingError
 
 from .common import console, fail
 from .gitops import (
@@ -106,7 +107,7 @@ def worker(self_update: Annotated[bool, typer.Option(
 
     try:
         asyncio.run(main())
-    except (ConnectError, SecretsError, MixedVersions, SelfUpdateError) as err:
+    except (ConnectError, SecretsError, MixedVersions, SelfUpdateError, SettingError) as err:
         fail(str(err))
     except KeyboardInterrupt:
         pass
@@ -187,7 +188,7 @@ def up(
 
     try:
         asyncio.run(main())
-    except (ConnectError, SecretsError, MixedVersions) as err:
+    except (ConnectError, SecretsError, MixedVersions, SettingError) as err:
         fail(str(err))
     finally:
         if proc:

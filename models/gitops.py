@@ -59,7 +59,10 @@ class ReadDesiredResult(Model):
 
 class WriteBackInput(Model):
     repo: RepoRef
-    current_yaml: str
+    # The activity renders current.yml: YAML of a thousand nodes takes a second of CPU, too long
+    # for a workflow task. `current_yaml` is the text itself (scheduled before `status` existed).
+    status: OrbStatus | None = None
+    current_yaml: str = ""
     sealed_secrets: dict[str, str] = {}
     message: str
 

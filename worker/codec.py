@@ -2,10 +2,17 @@
 
 Temporal's history holds machine addresses, tokens and error texts; the server and anyone reading
 it (Web UI, CLI) see only ciphertext unless they go through the codec server with the master key.
+
+Payloads of COMPRESS_FROM bytes or more are deflated before they are encrypted: a thousand node
+statuses in one write-back repeat the same package lists, and uncompressed they outgrow
+Temporal's 2 MB limit for one payload and fill histories (bench/README.md, "scale"). No payload
+holds a secret in plain text (secrets travel sealed), so the compressed length tells nothing
+about one.
 """
 
 import dataclasses
 import os
+import zlib
 from collections.abc import Sequence
 
 import temporalio.converter
@@ -18,6 +25,8 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from orbiter.models.secrets import SecretsError, derive_codec_key, key_id
 
 ENCODING = b"binary/encrypted"
+COMPRESSED = b"binary/encrypted-deflate"  # the same, deflated before encryption
+COMPRESS_FROM = 1024
 KEY_ID_META = "encryption-key-id"
 
 
@@ -41,13 +50,19 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
         return [self.decode_one(p) for p in payloads]
 
     def encode_one(self, payload: Payload) -> Payload:
+        plain, encoding = payload.SerializeToString(), ENCODING
+        if len(plain) >= COMPRESS_FROM:
+            deflated = zlib.compress(plain, 1)  # the fastest level: the worker is CPU-bound at scale
+            if len(deflated) < len(plain):
+                plain, encoding = deflated, COMPRESSED
         nonce = os.urandom(12)
-        data = nonce + self._aead.encrypt(nonce, payload.SerializeToString(), self._key_id_bytes)
-        return Payload(metadata={"encoding": ENCODING, KEY_ID_META: self._key_id_bytes}, data=data)
+        data = nonce + self._aead.encrypt(nonce, plain, self._key_id_bytes)
+        return Payload(metadata={"encoding": encoding, KEY_ID_META: self._key_id_bytes}, data=data)
 
     def decode_one(self, payload: Payload) -> Payload:
         """Decrypts our payloads; others (e.g. written before encryption) pass through unchanged."""
-        if payload.metadata.get("encoding") != ENCODING:
+        encoding = payload.metadata.get("encoding")
+        if encoding not in (ENCODING, COMPRESSED):
             return payload
         found = payload.metadata.get(KEY_ID_META, b"").decode(errors="replace")
         if found != self.key_id:
@@ -61,7 +76,8 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
             raise CodecKeyError(
                 f"encrypted payload with key id {found} failed authentication: it was altered"
             ) from err
-        return Payload.FromString(plain)
+        # Authenticated above: only a holder of the key made it, so inflating it is safe.
+        return Payload.FromString(zlib.decompress(plain) if encoding == COMPRESSED else plain)
 
 
 def data_converter(master_key: bytes) -> DataConverter:

@@ -17,8 +17,7 @@ from orbiter.models.ids import SEARCH_ATTRIBUTES, TASK_QUEUE
 from orbiter.worker.heartbeats import Heartbeats
 from orbiter.worker.identity import build_id, identity, refuse_mixed_minor
 from orbiter.worker.registry import activities, workflows
-
-ACTIVITY_THREADS = 64
+from orbiter.worker.settings import WorkerSettings, worker_settings
 
 
 async def ensure_search_attributes(client: Client) -> None:
@@ -37,14 +36,18 @@ async def ensure_search_attributes(client: Client) -> None:
         )
 
 
-def build_worker(client: Client, executor: ThreadPoolExecutor, drain: timedelta = timedelta(0)) -> Worker:
+def build_worker(client: Client, executor: ThreadPoolExecutor, drain: timedelta = timedelta(0),
+                 settings: WorkerSettings | None = None) -> Worker:
+    settings = settings or worker_settings()
     return Worker(
         client,
         task_queue=TASK_QUEUE,
         workflows=workflows(),
         activities=activities(client),
         activity_executor=executor,
-        max_concurrent_activities=ACTIVITY_THREADS,
+        max_concurrent_activities=settings.activity_threads,
+        max_concurrent_workflow_tasks=settings.workflow_tasks,
+        max_cached_workflows=settings.workflow_cache,
         interceptors=[Heartbeats()],
         identity=identity(),  # `orbiter status` lists the versions serving the queue (worker/identity.py)
         build_id=build_id(),
@@ -63,8 +66,9 @@ async def run_worker(client: Client, stop: asyncio.Event | None = None, drain: t
                 raise
             await asyncio.sleep(0.5)
     await refuse_mixed_minor(client)
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, executor, drain)
+    settings = worker_settings()
+    with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
+        worker = build_worker(client, executor, drain, settings)
         if stop is None:
             await worker.run()
             return

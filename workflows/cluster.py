@@ -34,6 +34,7 @@ from .actions import ActionInput, ActionResult, check_action, run_action
 from .context import Blocked, ClusterContext
 from .details import current_details, notice_for
 from .gates import ChangeGates, GateHooks, PlanRejected, Superseded, now_iso
+from .history import bound, history_full
 from .members import add_command, command_refused, find_members, sync_nodes
 from .notify import Notifier
 from .runbooks import RUNBOOKS
@@ -69,6 +70,7 @@ class ClusterWorkflow:
 
     @workflow.run
     async def run(self, input: ClusterInput) -> None:
+        bound()  # first: whether this run bounds its history (workflows/history.py)
         reconciles = 0
         self.reporter = asyncio.create_task(self._reporter())
         await workflow.wait_condition(lambda: self.state.desired is not None)
@@ -112,21 +114,15 @@ class ClusterWorkflow:
                 await self._set_phase(record.result)
             self._close(record)
             reconciles += 1
-            if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
+            if reconciles >= RECONCILES_BEFORE_CONTINUE_AS_NEW or history_full():
                 await self._continue_as_new()
 
     async def _continue_as_new(self) -> NoReturn:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self.notifier.drain()
         await workflow.wait_condition(lambda: not self.report_due and not self.reporting)
-        workflow.continue_as_new(
-            ClusterInput(
-                orb=self.input.orb,
-                cluster=self.input.cluster,
-                gitops_workflow_id=self.input.gitops_workflow_id,
-                state=self.state,
-            )
-        )
+        workflow.continue_as_new(ClusterInput(orb=self.input.orb, cluster=self.input.cluster,
+                                              gitops_workflow_id=self.input.gitops_workflow_id, state=self.state))
 
     async def _reconcile(self, desired: DesiredUpdate) -> None:
         """Plan the kind's runbook for `desired`, show the plan, run it; idempotent, so running it
@@ -375,17 +371,18 @@ class ClusterWorkflow:
 
     @workflow.signal(name="replace")
     def replace_signal(self, input: MachineCommandInput) -> None:
-        if refused := command_refused(self.state, "replace", input.machine):
-            workflow.logger.warning("replace %s refused: %s", input.machine, refused)
-            return
-        add_command(self.state, "replace", input.machine)
+        self._machine_command("replace", input)
 
     @workflow.signal(name="reboot")
     def reboot_signal(self, input: MachineCommandInput) -> None:
-        if refused := command_refused(self.state, "reboot", input.machine):
-            workflow.logger.warning("reboot %s refused: %s", input.machine, refused)
-            return
-        add_command(self.state, "reboot", input.machine)
+        self._machine_command("reboot", input)
+
+    def _machine_command(self, action: str, input: MachineCommandInput) -> None:
+        """A signal has no answer: a refusal is logged (the update says it in one line)."""
+        if refused := command_refused(self.state, action, input.machine):
+            workflow.logger.warning("%s %s refused: %s", action, input.machine, refused)
+        else:
+            add_command(self.state, action, input.machine)
 
     @workflow.query
     def status(self) -> ClusterStatus:

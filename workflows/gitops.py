@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.selfupdate import OrbiterPolicy
     from orbiter.models.updates import OrbiterStatus, SelfUpdateReport
 
+from .history import bound, history_full
 from .notify import Notifier
 
 # Reports that arrive within this window leave in one commit.
@@ -70,6 +71,7 @@ class GitOpsWorkflow:
 
     @workflow.run
     async def run(self, input: GitOpsInput) -> None:
+        bound()  # first: whether this run bounds its history (workflows/history.py)
         iterations = 0
         poll_due = True
         while True:
@@ -84,7 +86,7 @@ class GitOpsWorkflow:
                 self.urgent = False
                 await self._write_back()
             iterations += 1
-            if iterations >= ITERATIONS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
+            if iterations >= ITERATIONS_BEFORE_CONTINUE_AS_NEW or history_full():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self.notifier.drain()
                 workflow.continue_as_new(GitOpsInput(repo=self.repo, state=self.state))
@@ -242,7 +244,7 @@ class GitOpsWorkflow:
             result = await workflow.execute_activity(
                 write_back,
                 WriteBackInput(
-                    repo=self.repo, current_yaml=self.state.status.to_yaml(), sealed_secrets=sealed, message=message
+                    repo=self.repo, status=self.state.status, sealed_secrets=sealed, message=message
                 ),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=GIT_RETRY,

@@ -27,7 +27,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from orbiter.models.nodespec import Change, NodeObserved, NodeSpec, UnitState
 
+from .history import bound, history_full
+
 MAX_ROUNDS_PER_RUN = 200
+# A drift round that changed nothing and saw what the last report said sends no report: a
+# converged cluster's history then stays flat instead of taking a signal per member per round
+# (workflows/patches.py).
+QUIET_DRIFT_PATCH = "quiet-drift"
 NON_RETRYABLE = ["AuthFailed", "HostKeyChanged", "SecretsError", "ApplyError", "ObserveError", "MachineClaimed"]
 
 
@@ -48,6 +54,7 @@ class NodeAgentWorkflow:
         self.last_error: str | None = None
         self.last_changes: list[Change] = []
         self.converged_generation: int | None = None
+        self.last_sent: NodeReport | None = None  # not carried over continue-as-new: one report then
 
     @workflow.signal
     def apply(self, update: NodeAgentUpdate) -> None:
@@ -94,11 +101,12 @@ class NodeAgentWorkflow:
     def _should_continue_as_new(self) -> bool:
         return (
             self.rounds_done - self.input.rounds_done >= MAX_ROUNDS_PER_RUN
-            or workflow.info().is_continue_as_new_suggested()
+            or history_full()
         )
 
     @workflow.run
     async def run(self, input: NodeAgentInput) -> None:
+        bound()  # first: whether this run bounds its history (workflows/history.py)
         drift_due = False
         while True:
             if self.spec is not None and (self.pending or drift_due):
@@ -196,9 +204,12 @@ class NodeAgentWorkflow:
             upgradable=observed.upgradable if observed else None,
             reboot_required=observed.reboot_required if observed else None,
         )
+        if drift and report == self.last_sent and workflow.patched(QUIET_DRIFT_PATCH):
+            return  # the parent knows all of it already
         try:
             await workflow.get_external_workflow_handle(self.input.parent_workflow_id).signal(
                 "node_report", report
             )
+            self.last_sent = report
         except Exception as err:  # noqa: BLE001 - a missing parent must not kill the agent
             workflow.logger.warning("node %s cannot report to parent: %s", self.machine.id, err)

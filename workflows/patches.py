@@ -36,4 +36,21 @@ PATCHES: tuple[Patch, ...] = (
         removable_after="every etcd cluster workflow started before it has continued as new on a worker that has it;"
                         " then deprecate_patch",
     ),
+    Patch(
+        id="quiet-drift",
+        why="NodeAgentWorkflow sends no node_report after a drift round that changed nothing and saw what its last"
+            " report said; histories recorded before it signal the parent after every round",
+        added_in="0.2.x (scale, issue 16)",
+        removable_after="every node agent started before it has continued as new on a worker that has it (at most"
+                        " 200 rounds after the upgrade); then deprecate_patch",
+    ),
+    Patch(
+        id="history-bound",
+        why="entity workflows continue as new at 8,000 events or 4 MiB (workflows/history.py), also while a cluster"
+            " waits for work; histories recorded before it continued only when the server suggested it, between"
+            " reconciles",
+        added_in="0.2.x (scale, issue 16)",
+        removable_after="every workflow started before it has continued as new on a worker that has it; then"
+                        " deprecate_patch",
+    ),
 )

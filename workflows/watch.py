@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from orbiter.models.errors import error_line
 
 from .context import Blocked, ClusterContext
+from .history import history_full, idle_history_full
 from .runbook import Runbook
 from .updates import UpdateChecks
 
@@ -47,13 +48,14 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
         chore_in = max(chore_at - workflow.now(), timedelta(seconds=1)) if chore_at is not None else None
         check_in = updates.due_in()
         waits = [w for w in (watch_in, chore_in, check_in) if w is not None]
+        # Node reports and signals arrive while the cluster idles: a long idle spell rolls over too.
         if not waits:
-            await workflow.wait_condition(work_pending)
-            return True
+            await workflow.wait_condition(lambda: work_pending() or idle_history_full())
+            return work_pending()
         if min(waits) > timedelta(0):
             try:
-                await workflow.wait_condition(work_pending, timeout=min(waits))
-                return True
+                await workflow.wait_condition(lambda: work_pending() or idle_history_full(), timeout=min(waits))
+                return work_pending()
             except TimeoutError:
                 pass
         if check_in is not None and check_in <= min(waits):
@@ -65,7 +67,7 @@ async def wait_for_work(orb: str, cluster: str, state: ClusterState, runbooks: d
         elif runbook is not None and desired is not None and next_watch is not None:
             await _watch(orb, cluster, state, runbook, report)
             next_watch = (workflow.now() - began) + timedelta(seconds=desired.drift_interval_seconds)
-        if workflow.info().is_continue_as_new_suggested():
+        if history_full():
             return False
     return True
 

@@ -160,3 +160,26 @@ def test_codec_server_errors(server: CodecServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         _post(server.url + "/nope", {"payloads": []})
     assert err.value.code == 404
+
+
+async def test_a_large_payload_is_deflated_before_encryption_and_decodes() -> None:
+    """A write-back of many node statuses repeats itself: it leaves far smaller than it is."""
+    conv = data_converter(KEY)
+    spec = Spec(name="nodes", token="upgradable: apt=2.6.2 (security)\n" * 20000)  # ~660 KB
+    (p,) = await conv.encode([spec])
+    assert p.metadata["encoding"] == b"binary/encrypted-deflate"
+    assert len(p.data) < len(spec.token) / 20
+    assert b"upgradable" not in p.data
+    assert await conv.decode([p], [Spec]) == [spec]
+
+
+async def test_a_payload_encrypted_without_deflate_still_decodes() -> None:
+    """Histories written before compression (every recorded one) keep replaying."""
+    codec = EncryptionCodec(KEY)
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'"' + b"x" * 5000 + b'"')
+    nonce = b"\0" * 12
+    old = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": codec.key_id.encode()},
+                  data=nonce + codec._aead.encrypt(nonce, plain.SerializeToString(), codec.key_id.encode()))
+    assert codec.decode_one(old) == plain
+    (small,) = await codec.encode([Payload(metadata={"encoding": b"json/plain"}, data=b'"x"')])
+    assert small.metadata["encoding"] == b"binary/encrypted"  # not worth deflating
