@@ -115,6 +115,21 @@ async def expect_text(page: Page, text: str, shot: Path, tries: int = 60) -> Non
     raise AssertionError(f"{text!r} not shown (screenshot {shot}): {(await shown(page))[-1500:]}")
 
 
+async def open_details(page: Page, text: str, shot: Path, reload: bool = False) -> None:
+    """User Metadata -> the workflow's current details, until they show `text`. On a loaded
+    machine the UI may render the page without its panels for a while: reload, as a user would."""
+    for attempt in range(4):
+        if reload or attempt:
+            await page.reload()
+        with contextlib.suppress(Exception):  # the panel not there yet, or the text not in it
+            await page.get_by_text("User Metadata").first.click(timeout=20_000)
+            await expect_text(page, text, shot, tries=30)
+            return
+    await page.reload()
+    await page.get_by_text("User Metadata").first.click()
+    await expect_text(page, text, shot)
+
+
 async def send_signal(page: Page, name: str, data: dict | None, shot: Path) -> None:
     """More Actions -> Send a Signal -> pick the signal, type its JSON input, Submit."""
     await page.get_by_role("button", name="More Actions").first.click()
@@ -148,10 +163,9 @@ async def test_retry_and_approval_from_the_web_ui(console: Console, browser: Bro
                        c.clusters["meta"].phase == "Blocked", timeout=60, what="Blocked")
 
         # Its current details say why, and how to retry.
-        page = await page_with(browser, f"{console.ui}/namespaces/default/workflows/{quote(wid, safe='')}",
-                               wid, tmp_path / "workflow.png")
-        await page.get_by_text("User Metadata").first.click()
-        await expect_text(page, "To retry:", tmp_path / "details.png")
+        url = f"{console.ui}/namespaces/default/workflows/{quote(wid, safe='')}"
+        page = await page_with(browser, url, wid, tmp_path / "workflow.png")
+        await open_details(page, "To retry:", tmp_path / "details.png")
         text = await shown(page)
         assert f"meta: Blocked at commit {first[:12]}" in text and "dc1_bootstrapkey" in text
 
@@ -169,9 +183,7 @@ async def test_retry_and_approval_from_the_web_ui(console: Console, browser: Bro
         listed = await page_with(browser, f"{console.ui}/namespaces/default/workflows?query={query}", wid,
                                  tmp_path / "list.png")
         await listed.close()
-        await page.reload()
-        await page.get_by_text("User Metadata").first.click()
-        await expect_text(page, f"approval of plan {awaiting}", tmp_path / "awaiting.png")
+        await open_details(page, f"approval of plan {awaiting}", tmp_path / "awaiting.png", reload=True)
 
         await send_signal(page, "approve", {"plan": awaiting, "by": "ui-operator"}, tmp_path / "approve.png")
         done = await wait_for(lambda: (c := current(repo)) and c.clusters["meta"].phase == "Destroyed" and
