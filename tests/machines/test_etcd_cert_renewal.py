@@ -7,8 +7,6 @@ each member's expiry."""
 import asyncio
 import socket
 import ssl
-import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +23,7 @@ from ..support.flows import gitops_id, takeoff, wait_for
 from ..support.net import subnet
 from ..workflows.test_replay import RECORD
 from ..workflows.test_replay import _save as save_history
+from .test_etcd_e2e import Traffic
 
 pytestmark = [pytest.mark.machines, pytest.mark.slow]
 
@@ -32,34 +31,12 @@ SUBNET = subnet(96)
 CERTS = "      certificates: {validity: 2m, renewBefore: 80s}\n"
 
 
-class Client:
-    """Writes and reads in a loop with the bundle it re-reads from the repository each round."""
-
-    def __init__(self, repo: GitRepo, workdir) -> None:
-        self.repo, self.workdir = repo, workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.stop, self.failures, self.ops = threading.Event(), [], 0
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            i += 1
-            try:
-                etcdctl = Etcdctl(self.repo, "meta", self.workdir)
-                etcdctl("put", "/loop", str(i))
-                assert etcdctl("get", "/loop", "--print-value-only").strip() == str(i)
-                self.ops += 1
-            except Exception as err:  # noqa: BLE001 - collected and asserted on
-                self.failures.append(str(err))
-            time.sleep(0.2)
-
-
 async def test_certificates_renew_before_expiry_and_the_ca_rotates(client, worker, repo: GitRepo, local_provider,
                                                                   tmp_path):
     orb = "cr" + uuid.uuid4().hex[:6]
     with e2e_machines(SUBNET) as machines:
-        loop = Client(repo, tmp_path / "loop")
+        (tmp_path / "loop").mkdir()
+        loop = Traffic(fresh=lambda: Etcdctl(repo, "meta", tmp_path / "loop"))  # re-reads the bundle each round
         try:
             first = repo.push({"desired.yml": desired(orb, 3, CERTS, subnet=SUBNET)}, "short-lived certificates")
             await takeoff(client, RepoRef(url=repo.url))
@@ -78,7 +55,7 @@ async def test_certificates_renew_before_expiry_and_the_ca_rotates(client, worke
             # A new CA while the client loop runs; the bundle from before it is refused afterwards.
             (tmp_path / "old").mkdir()
             old = Etcdctl(repo, "meta", tmp_path / "old")
-            old("get", "/loop")
+            old("get", "/traffic")
             rotated = await asyncio.to_thread(CliRunner().invoke, app, ["rotate-ca", f"{orb}/meta"])
             assert rotated.exit_code == 0, rotated.output
             assert "rotated the CA of meta" in rotated.output
@@ -86,7 +63,7 @@ async def test_certificates_renew_before_expiry_and_the_ca_rotates(client, worke
                            and s.phase == "Ready", timeout=60, what="the rotation in current.yml")
             (tmp_path / "new").mkdir()
             new = Etcdctl(repo, "meta", tmp_path / "new")
-            assert new("get", "/loop", "--print-value-only").strip()
+            assert new("get", "/traffic", "--print-value-only").strip()
             ca_old, ca_new = (Path(e.files["ca"]).read_text() for e in (old, new))
             assert ca_new.count("BEGIN CERTIFICATE") == 1 and ca_new not in ca_old
             for endpoint in new.endpoints.split(","):  # every member serves a certificate of the new CA alone

@@ -5,6 +5,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from typer.testing import CliRunner
@@ -37,10 +38,11 @@ async def plan_of(repo: GitRepo, text: str) -> list[str]:
 
 
 class Traffic:
-    """Writes and reads in a loop while a roll runs; records what failed."""
+    """Writes and reads in a loop while a roll runs; records what failed. With `fresh`, each round
+    uses a new etcdctl from it (a client that re-reads its bundle, as certificates change)."""
 
-    def __init__(self, etcdctl: Etcdctl) -> None:
-        self.etcdctl, self.stop, self.failures, self.ops = etcdctl, threading.Event(), [], 0
+    def __init__(self, etcdctl: Etcdctl | None = None, fresh: Callable[[], Etcdctl] | None = None) -> None:
+        self.etcdctl, self.fresh, self.stop, self.failures, self.ops = etcdctl, fresh, threading.Event(), [], 0
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
@@ -48,8 +50,10 @@ class Traffic:
         while not self.stop.is_set():
             i += 1
             try:
-                self.etcdctl("put", "/traffic", str(i))
-                assert self.etcdctl("get", "/traffic", "--print-value-only").strip() == str(i)
+                etcdctl = self.fresh() if self.fresh is not None else self.etcdctl
+                assert etcdctl is not None
+                etcdctl("put", "/traffic", str(i))
+                assert etcdctl("get", "/traffic", "--print-value-only").strip() == str(i)
                 self.ops += 1
             except Exception as err:  # noqa: BLE001 - collected and asserted on
                 self.failures.append(f"{time.monotonic():.1f} {err}")
